@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages multibox needs to build, run and test.
+# Usage: scripts/install-deps.sh [run|test]   (default: test, the superset)
+# Runs apt-get as root, or through sudo for another user.
+set -euo pipefail
+
+what=${1:-test}
+run_pkgs=(meson ninja-build pkg-config gcc libc6-dev
+          libjansson-dev libmicrohttpd-dev libuv1-dev)
+test_pkgs=(libcmocka-dev libcurl4-openssl-dev python3 python3-numpy
+           shellcheck yamllint nodejs npm)
+
+pkgs=("${run_pkgs[@]}")
+if [ "$what" = test ]; then
+    pkgs+=("${test_pkgs[@]}")
+fi
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo_cmd=(sudo)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    "${sudo_cmd[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

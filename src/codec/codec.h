@@ -1,0 +1,93 @@
+/*
+ * codec.h - JSON (jansson) to and from the core's structs, for the /v1
+ * endpoints and the offline tool.  The codec validates everything the core
+ * would reject before a byte is allocated from a shape: every error names
+ * its JSON path ("targets[3].boxes[7]: x2 <= x1").  It never does I/O.
+ */
+#ifndef MBX_CODEC_H
+#define MBX_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "multibox/multibox.h"
+
+typedef enum mbx_grad_output {
+    MBX_GRAD_NONE = 0,   /* "gradients": false */
+    MBX_GRAD_DENSE,      /* "gradients": true (default) */
+    MBX_GRAD_SPARSE      /* "gradients": "sparse" */
+} mbx_grad_output;
+
+typedef enum mbx_tensor_format {
+    MBX_TENSOR_NESTED = 0, /* nested arrays (default) */
+    MBX_TENSOR_FLAT,       /* {"shape", "data"} */
+    MBX_TENSOR_B64         /* {"shape", "dtype": "float32", "b64"} */
+} mbx_tensor_format;
+
+/* The request's "outputs" member. */
+typedef struct mbx_outputs {
+    mbx_grad_output gradients;       /* default MBX_GRAD_DENSE */
+    int per_image;                   /* default 1 */
+    int matches;                     /* default 0 */
+    mbx_tensor_format tensor_format; /* default MBX_TENSOR_NESTED */
+} mbx_outputs;
+
+/*
+ * A parsed, validated /v1/loss request.  config, batch and outputs are
+ * public; batch's pointers point into storage the request owns, valid until
+ * mbx_request_free().  max_boxes is the largest per-image GT count.
+ */
+typedef struct mbx_request {
+    mbx_config config;
+    mbx_batch batch;
+    mbx_outputs outputs;
+    int64_t max_boxes;
+    struct mbx_request_storage *storage; /* private */
+} mbx_request;
+
+/*
+ * Parses and validates a /v1/loss body of len bytes (need not be
+ * NUL-terminated).  Returns 0 and a new *out, or a negative code with
+ * detail naming the path: MBX_E_MALFORMED_JSON, MBX_E_BAD_BASE64 (400
+ * class) or a validation code (422 class), MBX_E_OUT_OF_MEMORY.  On failure
+ * *out is NULL and nothing leaks.  Thread-safe.
+ */
+int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_detail *detail);
+void mbx_request_free(mbx_request *req);
+
+/*
+ * Allocates, for req, the result arrays its outputs ask for (gradients,
+ * per-image, matches, and roles when sparse gradients are asked).  Release
+ * with mbx_result_release(), which frees the arrays and zeroes *res.
+ */
+int mbx_result_alloc(const mbx_request *req, mbx_result *res, mbx_detail *detail);
+void mbx_result_release(mbx_result *res);
+
+/* The shape a loss context must be created with for req, with num_slots slots. */
+mbx_shape mbx_request_shape(const mbx_request *req, int num_slots);
+
+/*
+ * Renders the 200 response for req and its computed res as JSON text:
+ * *out is malloc'ed and NUL-terminated (*len excludes the NUL), the caller
+ * frees it.  Returns 0 or MBX_E_OUT_OF_MEMORY.
+ */
+int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char **out,
+                             size_t *len, mbx_detail *detail);
+
+/*
+ * Renders {"error": {"code": mbx_error_name(code), "message": message}}
+ * (message NULL: the code's default message).  *out malloc'ed as above.
+ */
+int mbx_error_render_json(int code, const char *message, char **out, size_t *len);
+
+/*
+ * Renders anchors[count][4] as a TENSOR of shape [count, 4] in format fmt
+ * (the body of GET /v1/anchors/{preset}).  *out malloc'ed as above.
+ */
+int mbx_anchors_render_json(const float *anchors, int64_t count, mbx_tensor_format fmt,
+                            char **out, size_t *len, mbx_detail *detail);
+
+/* Parses "nested" | "flat" | "b64"; returns 0 or MBX_E_OUT_OF_RANGE. */
+int mbx_tensor_format_parse(const char *name, mbx_tensor_format *fmt);
+
+#endif
