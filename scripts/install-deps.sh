@@ -8,11 +8,16 @@ what=${1:-test}
 run_pkgs=(meson ninja-build pkg-config gcc libc6-dev
           libjansson-dev libmicrohttpd-dev libuv1-dev)
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev python3 python3-numpy
-           shellcheck yamllint nodejs npm)
+           shellcheck yamllint)
 
 pkgs=("${run_pkgs[@]}")
 if [ "$what" = test ]; then
     pkgs+=("${test_pkgs[@]}")
+    # Node.js runs the OpenAPI lint; a Node.js that came from elsewhere
+    # (with its own npm) is kept, else Debian's nodejs and npm are installed.
+    if ! command -v npm >/dev/null 2>&1; then
+        pkgs+=(nodejs npm)
+    fi
 fi
 
 sudo_cmd=()

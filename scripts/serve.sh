@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh run
-if [ ! -d build ]; then
-    meson setup build --buildtype=release -Dtests=disabled
+if [ ! -d build-serve ]; then
+    meson setup build-serve --buildtype=release -Dtests=disabled
 fi
-meson compile -C build
-exec build/src/service/multiboxd "$@"
+meson compile -C build-serve
+exec build-serve/src/service/multiboxd "$@"
