@@ -90,4 +90,40 @@ int mbx_anchors_render_json(const float *anchors, int64_t count, mbx_tensor_form
 /* Parses "nested" | "flat" | "b64"; returns 0 or MBX_E_OUT_OF_RANGE. */
 int mbx_tensor_format_parse(const char *name, mbx_tensor_format *fmt);
 
+/* ------------------------------------------------------------------------
+ * Helpers the other /v1 and /v2 paths reuse (added by the codec).
+ */
+
+/*
+ * Strict standard base64 (RFC 4648 section 4, alphabet A-Z a-z 0-9 + /):
+ * length a multiple of 4, '=' padding only at the very end (0, 1 or 2), no
+ * whitespace, unused bits of the last group zero.  mbx_base64_decoded_size
+ * checks length and padding only and sets *size to the exact decoded size;
+ * mbx_base64_decode decodes in[0..len) straight into out (capacity cap,
+ * which must hold the decoded size) and allocates nothing.  Both return 0
+ * or MBX_E_BAD_BASE64 (detail names the byte offset); on failure out may be
+ * partly written.  Never reads in[len] or writes past out[cap).
+ */
+int mbx_base64_decoded_size(const char *in, size_t len, size_t *size, mbx_detail *detail);
+int mbx_base64_decode(const char *in, size_t len, void *out, size_t cap, size_t *written,
+                      mbx_detail *detail);
+/* Encoded length of n bytes (padded), excluding any NUL: 4 * ceil(n / 3). */
+size_t mbx_base64_encoded_size(size_t n);
+/* Writes the padded encoding of in[0..n) into out (mbx_base64_encoded_size(n) bytes, no NUL). */
+void mbx_base64_encode(const void *in, size_t n, char *out);
+
+/*
+ * Number formatting for JSON, no NUL written; out must hold MBX_NUMBER_MAX
+ * bytes.  mbx_format_f32 writes exactly what printf("%.9g", (double)v)
+ * writes (so it reads back as the same float32), about 20 ns a value;
+ * mbx_format_f64 writes "%.17g".  v must be finite.  Return the length.
+ * The rare cases mbx_format_f32 hands to snprintf, and mbx_format_f64,
+ * assume LC_NUMERIC "C", the default of a program that never calls
+ * setlocale().  Thread-safe, no allocation.
+ */
+#define MBX_NUMBER_MAX 32
+size_t mbx_format_f32(float v, char *out);
+size_t mbx_format_f64(double v, char *out);
+size_t mbx_format_i64(int64_t v, char *out);
+
 #endif

@@ -1,0 +1,251 @@
+/*
+ * half.c - FP16 and BF16 to and from float32, and little-endian bulk loads
+ * and stores of tensors for the binary tensor extension.  Branch-free bit
+ * manipulation (no F16C needed) that the compiler vectorizes, relying only
+ * on IEEE float32 arithmetic in the default rounding mode; widening is exact.
+ * Never allocates; reads and writes exactly n elements.
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "half.h"
+
+static float f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+int mbx_host_is_little_endian(void)
+{
+    const uint16_t one = 1;
+    unsigned char c;
+    memcpy(&c, &one, 1);
+    return c == 1;
+}
+
+
+static inline uint32_t f16_to_f32_bits(uint32_t h);
+
+float mbx_f16_to_f32(uint16_t h)
+{
+    return f32_from_bits(f16_to_f32_bits(h));
+}
+
+float mbx_bf16_to_f32(uint16_t b)
+{
+    return f32_from_bits((uint32_t)b << 16);
+}
+
+/*
+ * Branch-free FP32 -> FP16 bits, round to nearest even (vectorizes in the
+ * bulk loop).  Normal halves: rebias and round the 13 dropped bits in
+ * integers.  Subnormal halves (|f| < 2^-14): |f| + 0.5 rounds |f| to a
+ * multiple of 2^-24, the half's unit, in the FPU's round-to-nearest-even
+ * mode (C's default; nothing here changes it).  >= 65520 becomes infinity,
+ * NaN a quiet NaN keeping the top of its payload.
+ */
+static inline uint32_t f32_to_f16_bits(uint32_t u)
+{
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    uint32_t v = a - (112u << 23);
+    uint32_t q = v >> 13, rem = v & 0x1fffu;
+    q += (uint32_t)(rem > 0x1000u) | ((uint32_t)(rem == 0x1000u) & q);
+    uint32_t sub = f32_bits(f32_from_bits(a) + 0.5f) - 0x3f000000u;
+    uint32_t m_sub = 0u - (uint32_t)(a < 0x38800000u);
+    uint32_t m_inf = 0u - (uint32_t)(a >= 0x47800000u);
+    uint32_t m_nan = 0u - (uint32_t)(a > 0x7f800000u);
+    uint32_t r = (q & ~m_sub) | (sub & m_sub);
+    r = (r & ~m_inf) | (0x7c00u & m_inf);
+    r = (r & ~m_nan) | ((0x7e00u | ((a >> 13) & 0x3ffu)) & m_nan);
+    return sign | r;
+}
+
+uint16_t mbx_f32_to_f16(float f)
+{
+    return (uint16_t)f32_to_f16_bits(f32_bits(f));
+}
+
+static inline uint32_t f32_to_bf16_bits(uint32_t u)
+{
+    uint32_t m_nan = 0u - (uint32_t)((u & 0x7fffffffu) > 0x7f800000u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (r & ~m_nan) | (((u >> 16) | 0x0040u) & m_nan); /* NaN: quiet */
+}
+
+uint16_t mbx_f32_to_bf16(float f)
+{
+    return (uint16_t)f32_to_bf16_bits(f32_bits(f));
+}
+
+/* ------------------------------------------------------------ bulk */
+
+static uint16_t load_u16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t load_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t load_u64(const unsigned char *p)
+{
+    return (uint64_t)load_u32(p) | (uint64_t)load_u32(p + 4) << 32;
+}
+
+/*
+ * Branch-free exact FP16 -> FP32 bits, so the bulk loops vectorize: a normal
+ * half has its exponent and mantissa shifted into place and rebiased by an
+ * exact multiplication by 2^-112 (infinity and NaN stay so); a subnormal or
+ * zero is (0.5 + m * 2^-24) - 0.5, also exact.
+ */
+static inline uint32_t f16_to_f32_bits(uint32_t h)
+{
+    uint32_t w = h << 16, sign = w & 0x80000000u, two_w = w + w;
+    uint32_t norm = f32_bits(f32_from_bits((two_w >> 4) + (0xe0u << 23)) * 0x1p-112f);
+    uint32_t den = f32_bits(f32_from_bits((two_w >> 17) | (126u << 23)) - 0.5f);
+    uint32_t small = 0u - (uint32_t)(two_w < (1u << 27)); /* all ones for zero / subnormal */
+    return sign | (den & small) | (norm & ~small);
+}
+
+/* Loops run in chunks: convert a chunk, then look for a bad element only if one was seen. */
+#define CHUNK 512
+
+size_t mbx_load_f16(const void *src, size_t n, float *dst)
+{
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t m = n - i < CHUNK ? n - i : CHUNK;
+        const unsigned char *c = s + 2 * i;
+        uint32_t bad = 0;
+        for (size_t k = 0; k < m; k++) {
+            uint32_t h = load_u16(c + 2 * k);
+            bad |= (h & 0x7c00u) == 0x7c00u;
+            uint32_t u = f16_to_f32_bits(h);
+            memcpy(dst + i + k, &u, 4);
+        }
+        if (bad)
+            for (size_t k = 0; k < m; k++)
+                if ((load_u16(c + 2 * k) & 0x7c00u) == 0x7c00u)
+                    return i + k;
+    }
+    return n;
+}
+
+size_t mbx_load_bf16(const void *src, size_t n, float *dst)
+{
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t m = n - i < CHUNK ? n - i : CHUNK;
+        const unsigned char *c = s + 2 * i;
+        uint32_t bad = 0;
+        for (size_t k = 0; k < m; k++) {
+            uint32_t b = load_u16(c + 2 * k);
+            bad |= (b & 0x7f80u) == 0x7f80u;
+            uint32_t u = b << 16;
+            memcpy(dst + i + k, &u, 4);
+        }
+        if (bad)
+            for (size_t k = 0; k < m; k++)
+                if ((load_u16(c + 2 * k) & 0x7f80u) == 0x7f80u)
+                    return i + k;
+    }
+    return n;
+}
+
+size_t mbx_load_f32(const void *src, size_t n, float *dst)
+{
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t m = n - i < CHUNK ? n - i : CHUNK;
+        const unsigned char *c = s + 4 * i;
+        uint32_t bad = 0;
+        for (size_t k = 0; k < m; k++) {
+            uint32_t u = load_u32(c + 4 * k);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+            memcpy(dst + i + k, &u, 4);
+        }
+        if (bad)
+            for (size_t k = 0; k < m; k++)
+                if ((load_u32(c + 4 * k) & 0x7f800000u) == 0x7f800000u)
+                    return i + k;
+    }
+    return n;
+}
+
+size_t mbx_load_f64(const void *src, size_t n, float *dst)
+{
+    const unsigned char *s = src;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u = load_u64(s + 8 * i);
+        double d;
+        memcpy(&d, &u, sizeof d);
+        /* Below this bound (FLT_MAX plus half an ulp) the conversion rounds to a finite float. */
+        if (!(fabs(d) < 0x1.ffffffp127))
+            return i;
+        dst[i] = (float)d;
+    }
+    return n;
+}
+
+void mbx_store_f16(const float *src, size_t n, void *dst)
+{
+    unsigned char *d = dst;
+    if (mbx_host_is_little_endian()) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = (uint16_t)f32_to_f16_bits(f32_bits(src[i]));
+            memcpy(d + 2 * i, &h, 2);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = f32_to_f16_bits(f32_bits(src[i]));
+        d[2 * i] = (unsigned char)h;
+        d[2 * i + 1] = (unsigned char)(h >> 8);
+    }
+}
+
+void mbx_store_bf16(const float *src, size_t n, void *dst)
+{
+    unsigned char *d = dst;
+    if (mbx_host_is_little_endian()) {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t b = (uint16_t)f32_to_bf16_bits(f32_bits(src[i]));
+            memcpy(d + 2 * i, &b, 2);
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b = f32_to_bf16_bits(f32_bits(src[i]));
+        d[2 * i] = (unsigned char)b;
+        d[2 * i + 1] = (unsigned char)(b >> 8);
+    }
+}
+
+void mbx_store_f32(const float *src, size_t n, void *dst)
+{
+    unsigned char *d = dst;
+    if (mbx_host_is_little_endian()) {
+        memcpy(d, src, n * sizeof *src);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = f32_bits(src[i]);
+        d[4 * i] = (unsigned char)u;
+        d[4 * i + 1] = (unsigned char)(u >> 8);
+        d[4 * i + 2] = (unsigned char)(u >> 16);
+        d[4 * i + 3] = (unsigned char)(u >> 24);
+    }
+}

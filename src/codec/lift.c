@@ -1,0 +1,171 @@
+/*
+ * lift.c - keeps long string values out of jansson.  jansson lexes a string
+ * byte by byte into a growing buffer (about 65 MB/s here), so a b64 tensor
+ * of tens of megabytes would cost most of a request's time.  Before
+ * parsing, one memchr-speed pass finds every string value (a string right
+ * after a ':') of at least MBX_LIFT_MIN bytes without escapes; jansson then
+ * reads the body through a callback that replaces each such string's
+ * content with a short placeholder ("\u001bmbx#<index>"), and the tensor
+ * reader resolves placeholders back to the bytes in the body, which the
+ * base64 decoder reads in place.  Keys, array elements, short strings and
+ * strings with escapes go through jansson unchanged.  A client sending a
+ * placeholder itself can only make the codec read another string of its
+ * own body.  Allocates only the table of lifted strings.
+ */
+#include <string.h>
+
+#include "codec_internal.h"
+
+#define PH_PREFIX "\\u001bmbx#" /* as JSON text */
+#define PH_DECODED "\x1b" "mbx#" /* as jansson returns it */
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Whether the string opening at body[quote] is an object member's value. */
+static int value_position(const char *body, size_t quote)
+{
+    while (quote > 0 && is_ws(body[quote - 1]))
+        quote--;
+    return quote > 0 && body[quote - 1] == ':';
+}
+
+static int push(mbx_lift *l, size_t start, size_t len)
+{
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        mbx_lifted *items = mbx_codec_realloc(l->items, cap * sizeof *items);
+        if (!items)
+            return MBX_E_OUT_OF_MEMORY;
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->count].start = start;
+    l->items[l->count].len = len;
+    l->count++;
+    return 0;
+}
+
+int mbx_lift_scan(mbx_lift *l, const char *body, size_t len, size_t min_len)
+{
+    memset(l, 0, sizeof *l);
+    if (min_len < 32)
+        min_len = 32; /* longer than any placeholder */
+    l->body = body;
+    l->len = len;
+    size_t pos = 0;
+    while (pos < len) {
+        const char *q = memchr(body + pos, '"', len - pos);
+        if (!q)
+            break;
+        size_t open = (size_t)(q - body), i = open + 1, close;
+        int escaped = 0;
+        for (;;) {
+            const char *r = i < len ? memchr(body + i, '"', len - i) : NULL;
+            if (!r)
+                return 0; /* unterminated: jansson will say so */
+            const char *bs = memchr(body + i, '\\', (size_t)(r - (body + i)));
+            if (!bs) {
+                close = (size_t)(r - body);
+                break;
+            }
+            escaped = 1;
+            i = (size_t)(bs - body) + 2; /* skip the escaped character */
+        }
+        if (!escaped && close - open - 1 >= min_len && value_position(body, open)) {
+            int rc = push(l, open + 1, close - open - 1);
+            if (rc)
+                return rc;
+        }
+        pos = close + 1;
+    }
+    return 0;
+}
+
+void mbx_lift_free(mbx_lift *l)
+{
+    mbx_codec_free(l->items);
+    l->items = NULL;
+    l->count = l->cap = 0;
+}
+
+/* Placeholder text for item k into out; returns its length. */
+static size_t placeholder(size_t k, char *out)
+{
+    size_t n = sizeof PH_PREFIX - 1;
+    memcpy(out, PH_PREFIX, n);
+    n += mbx_format_i64((int64_t)k, out + n);
+    return n;
+}
+
+size_t mbx_lift_read(void *buffer, size_t buflen, void *data)
+{
+    mbx_lift *l = data;
+    char *out = buffer;
+    size_t done = 0;
+    while (done < buflen) {
+        if (l->ph_pos < l->ph_len) { /* inside a placeholder */
+            size_t n = l->ph_len - l->ph_pos;
+            if (n > buflen - done)
+                n = buflen - done;
+            memcpy(out + done, l->ph + l->ph_pos, n);
+            l->ph_pos += n;
+            done += n;
+            continue;
+        }
+        size_t stop = l->next < l->count ? l->items[l->next].start : l->len;
+        if (l->pos < stop) { /* body bytes up to the next lifted string */
+            size_t n = stop - l->pos;
+            if (n > buflen - done)
+                n = buflen - done;
+            memcpy(out + done, l->body + l->pos, n);
+            l->pos += n;
+            done += n;
+            continue;
+        }
+        if (l->next >= l->count)
+            break; /* end of the body */
+        l->ph_len = placeholder(l->next, l->ph);
+        l->ph_pos = 0;
+        l->pos += l->items[l->next].len;
+        l->next++;
+    }
+    return done;
+}
+
+int mbx_lift_resolve(const mbx_lift *l, const char **text, size_t *len)
+{
+    const size_t pre = sizeof PH_DECODED - 1;
+    if (!l || *len <= pre || *len > pre + 20 || memcmp(*text, PH_DECODED, pre) != 0)
+        return 0;
+    size_t k = 0;
+    for (size_t i = pre; i < *len; i++) {
+        char c = (*text)[i];
+        if (c < '0' || c > '9')
+            return 0;
+        k = k * 10 + (size_t)(c - '0');
+    }
+    if (k >= l->count)
+        return 0;
+    *text = l->body + l->items[k].start;
+    *len = l->items[k].len;
+    return 1;
+}
+
+size_t mbx_lift_body_offset(const mbx_lift *l, size_t stream_pos)
+{
+    size_t shift = 0; /* body bytes minus stream bytes so far, lifted strings before */
+    for (size_t k = 0; k < l->count; k++) {
+        char ph[48];
+        size_t ph_len = placeholder(k, ph);
+        size_t start = l->items[k].start - shift; /* in stream coordinates */
+        if (stream_pos < start)
+            break;
+        if (stream_pos < start + ph_len)
+            return l->items[k].start;
+        shift += l->items[k].len - ph_len;
+    }
+    return stream_pos + shift;
+}

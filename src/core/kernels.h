@@ -1,0 +1,117 @@
+/*
+ * kernels.h - the classification-loss kernels of the core (private): the
+ * streaming pass that ranks negatives, the loss and gradient of one counted
+ * row, and the exact double-precision reference used to settle the ranking.
+ *
+ * Two builds of the fast kernels exist on x86-64 (generic SSE2 and x86-64-v3
+ * AVX2); mbx_kernels_select() picks one for the running CPU.  Kernels never
+ * allocate, keep no state and read only whole rows they are given, so they
+ * are thread-safe.
+ */
+#ifndef MBX_CORE_KERNELS_H
+#define MBX_CORE_KERNELS_H
+
+#include <stdint.h>
+
+#include "multibox/multibox.h"
+
+/* What the kernels need of the configuration, prepared once per context. */
+typedef struct mbx_kparams {
+    mbx_conf_loss kind;
+    int64_t num_classes;  /* C >= 1 */
+    double focal_alpha;   /* [0, 1] */
+    double focal_gamma;   /* >= 0 */
+    float focal_alpha_f;
+    float focal_gamma_f;  /* clamped to 1e30 */
+} mbx_kparams;
+
+#define MBX_ANCHOR_BLOCK 16 /* anchors per culling block */
+#define MBX_FLOOR_BINS 4096 /* histogram bins of softmax_floor: float bits 30..19 */
+
+/*
+ * Anchors as double-precision xyxy columns, padded to apad (a multiple of
+ * MBX_ANCHOR_BLOCK) with zero boxes (IoU 0 with anything), and the bounding
+ * box of each block of MBX_ANCHOR_BLOCK anchors (padding excluded): a GT box
+ * that does not overlap a block's bounds has IoU 0 with all of its anchors.
+ */
+typedef struct mbx_anchor_cols {
+    int64_t count, apad;
+    const double *x1, *y1, *x2, *y2, *area;
+    const double *bx1, *by1, *bx2, *by2; /* [apad / MBX_ANCHOR_BLOCK] */
+} mbx_anchor_cols;
+
+/* One GT box as double-precision xyxy with its area and index in the image's list. */
+typedef struct mbx_gt_box {
+    double x1, y1, x2, y2, area;
+    int64_t index;
+} mbx_gt_box;
+
+typedef struct mbx_kernels {
+    /*
+     * For each of the A rows of conf (row-major [A][C]), writes to rank[a]
+     * the classification loss of that anchor against `target` (a class, or
+     * -1 for the all-zero target of sigmoid/focal), accurate to the bound of
+     * mbx_rank_bound().  scratch[A] is working space.  Returns 1 when every
+     * value of conf is finite, else 0 (rank is then meaningless).
+     */
+    int (*rank)(const mbx_kparams *kp, const float *conf, int64_t A, int64_t target,
+                float *rank, float *scratch);
+    /*
+     * out[i] = the ranking loss of anchor idx[i] of conf (i < n), as rank();
+     * scratch[n] is working space.  Returns 1 when the listed rows are finite.
+     */
+    int (*rank_list)(const mbx_kparams *kp, const float *conf, const int32_t *idx, int64_t n,
+                     int64_t target, float *out, float *scratch);
+    /*
+     * Softmax only: lb[a] = max_k z_k - z_target, a lower bound of the loss
+     * (which is at most lb + ln C), for anchors with role[a] == MBX_ROLE_NONE,
+     * and -1 for the others; hist[MBX_FLOOR_BINS] counts the eligible lb by
+     * their float bits >> 19 (sign clear).  Returns 1 when all of conf is finite.
+     */
+    int (*softmax_floor)(const mbx_kparams *kp, const float *conf, int64_t A, int64_t target,
+                         const uint8_t *role, float *lb, uint32_t *hist);
+    /*
+     * The loss of one row z[C] against `target`, float32-accurate (returned
+     * in double); when grad is not NULL also writes grad[C] = scale * dloss/dz.
+     */
+    double (*row)(const mbx_kparams *kp, const float *z, int64_t target, float scale,
+                  float *grad);
+    /*
+     * IoU of gt with every anchor, exactly as torchvision's box_iou(gt, anchors)
+     * in double; where it is strictly above best[a], sets best[a] and
+     * bestg[a] = gt->index.  Returns the lowest anchor index with the largest
+     * IoU (0 when gt overlaps no anchor) and that IoU in *value.
+     */
+    int64_t (*iou_update)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *best,
+                          int64_t *bestg, double *value);
+    /* row[a] = IoU of gt with anchor a, for a < apad (same values as iou_update). */
+    void (*iou_row)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *row);
+    /*
+     * Threshold step and ignore band for anchors [0, count): match[a] =
+     * bestg[a] and role POSITIVE where best[a] >= thr; else match -1 and role
+     * IGNORED (best >= neg) or NONE.  Returns the number of positives and sets
+     * *eligible to the number of NONE roles.
+     */
+    int64_t (*classify)(const double *best, const int64_t *bestg, int64_t count, double thr,
+                        double neg, int32_t *match, uint8_t *role, int64_t *eligible);
+    /* 1 when all n values are finite. */
+    int (*finite)(const float *p, int64_t n);
+    /* Test entry points: y = e^x (x <= 0) and y = ln(1 + x) (x >= 0), n % 8 == 0. */
+    void (*exp_array)(const float *x, float *y, int64_t n);
+    void (*log1p_array)(const float *x, float *y, int64_t n);
+    const char *name; /* "x86-64-v3" or "generic" */
+} mbx_kernels;
+
+/* Fills k with the best kernels for this CPU, or the generic ones when force_generic. */
+void mbx_kernels_select(mbx_kernels *k, int force_generic);
+
+/* The loss of row z[C] against target in double precision with libm (no fast math). */
+double mbx_row_loss_exact(const mbx_kparams *kp, const float *z, int64_t target);
+
+/*
+ * Error bound of the ranking values: |rank - exact| <= eps_rel * exact + eps_abs
+ * for every finite row (see kernels.c for the derivation).
+ */
+void mbx_rank_bound(const mbx_kparams *kp, double *eps_rel, double *eps_abs);
+
+#endif

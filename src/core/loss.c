@@ -1,0 +1,488 @@
+/*
+ * loss.c - the loss context: creation with its one workspace allocation,
+ * input validation (begin), the reduction that fixes the normalizer, the
+ * in-order totals (finish), the single-thread driver mbx_loss_compute(), and
+ * the test hooks of loss_impl.h.  No I/O, no globals; after mbx_loss_new()
+ * nothing here allocates.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "loss_impl.h"
+
+#define ALIGN 64
+
+/* Offsets of the workspace arrays, with overflow detection. */
+typedef struct layout {
+    size_t size;
+    int overflow;
+} layout;
+
+static size_t place(layout *l, int64_t count, size_t elem)
+{
+    size_t off = (l->size + (ALIGN - 1)) & ~(size_t)(ALIGN - 1);
+    if (off < l->size || count < 0 || (uint64_t)count > SIZE_MAX / elem ||
+        off > SIZE_MAX - (size_t)count * elem) {
+        l->overflow = 1;
+        return 0;
+    }
+    l->size = off + (size_t)count * elem;
+    return off;
+}
+
+/* Offsets of everything mbx_loss_new() carves; the same function sizes and assigns. */
+typedef struct offsets {
+    size_t ax1, ay1, ax2, ay2, aarea, bx1, by1, bx2, by2, match, role, images, slots;
+    size_t best, bestg, row, taken, gt_value, gt_arg, gt_done, gts, rank, values, aux, candidates, rows;
+    size_t slot_size, first_slot;
+} offsets;
+
+static int plan(const mbx_shape *s, int64_t apad, offsets *o, size_t *total)
+{
+    layout l = {0, 0};
+    const int64_t B = s->batch, A = s->num_anchors, G = s->max_boxes;
+    if (B > INT64_MAX / A)
+        return MBX_E_SHAPE_OVERFLOW;
+    o->ax1 = place(&l, apad, sizeof(double));
+    o->ay1 = place(&l, apad, sizeof(double));
+    o->ax2 = place(&l, apad, sizeof(double));
+    o->ay2 = place(&l, apad, sizeof(double));
+    o->aarea = place(&l, apad, sizeof(double));
+    o->bx1 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
+    o->by1 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
+    o->bx2 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
+    o->by2 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
+    o->match = place(&l, B * A, sizeof(int32_t));
+    o->role = place(&l, B * A, sizeof(uint8_t));
+    o->images = place(&l, B, sizeof(mbx_image_state));
+    o->slots = place(&l, s->num_slots, sizeof(mbx_slot));
+    /* One slot's scratch, relative to the slot's base. */
+    layout ls = {0, 0};
+    o->best = place(&ls, apad, sizeof(double));
+    o->bestg = place(&ls, apad, sizeof(int64_t));
+    o->row = place(&ls, apad, sizeof(double));
+    o->taken = place(&ls, A, sizeof(uint8_t));
+    o->gt_value = place(&ls, G, sizeof(double));
+    o->gt_arg = place(&ls, G, sizeof(int64_t));
+    o->gt_done = place(&ls, G, sizeof(uint8_t));
+    o->gts = place(&ls, G, sizeof(mbx_gt_box));
+    /* rank also holds softmax_floor's histogram. */
+    o->rank = place(&ls, A > MBX_FLOOR_BINS ? A : MBX_FLOOR_BINS, sizeof(float));
+    o->values = place(&ls, A, sizeof(float));
+    o->aux = place(&ls, A, sizeof(float));
+    o->candidates = place(&ls, A, sizeof(mbx_candidate));
+    o->rows = place(&ls, A, sizeof(int32_t));
+    place(&ls, 0, 1); /* round the slot up to the alignment */
+    o->slot_size = ls.size;
+    const size_t first_slot = place(&l, 0, 1);
+    o->first_slot = first_slot;
+    if (ls.overflow || l.overflow || (uint64_t)s->num_slots > SIZE_MAX / (ls.size ? ls.size : 1))
+        return MBX_E_SHAPE_OVERFLOW;
+    const size_t slots_bytes = (size_t)s->num_slots * ls.size;
+    if (first_slot > SIZE_MAX - slots_bytes - ALIGN)
+        return MBX_E_SHAPE_OVERFLOW;
+    *total = first_slot + slots_bytes + ALIGN; /* + ALIGN: aligning the block itself */
+    return 0;
+}
+
+int mbx_loss_new(mbx_loss **out, const mbx_config *cfg, const mbx_shape *shape, mbx_detail *detail)
+{
+    if (!out)
+        return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, "out: NULL");
+    *out = NULL;
+    if (!cfg || !shape)
+        return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, "%s: NULL", cfg ? "shape" : "config");
+    int rc = mbx_config_validate(cfg, 0, detail);
+    if (rc)
+        return rc;
+    if (shape->batch < 1 || shape->num_anchors < 1 || shape->num_classes < 1 ||
+        shape->max_boxes < 0 || shape->num_slots < 1)
+        return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT,
+                              "shape: batch, num_anchors, num_classes and num_slots must be >= 1 "
+                              "and max_boxes >= 0");
+    if (shape->num_anchors > INT32_MAX - 8 || shape->max_boxes > INT32_MAX)
+        return mbx_detail_set(detail, MBX_E_SHAPE_OVERFLOW,
+                              "shape: num_anchors or max_boxes beyond 2^31");
+    const int64_t apad =
+        (shape->num_anchors + MBX_ANCHOR_BLOCK - 1) / MBX_ANCHOR_BLOCK * MBX_ANCHOR_BLOCK;
+    offsets o;
+    size_t total;
+    if (plan(shape, apad, &o, &total))
+        return mbx_detail_set(detail, MBX_E_SHAPE_OVERFLOW,
+                              "shape: the workspace size overflows (batch %lld x anchors %lld)",
+                              (long long)shape->batch, (long long)shape->num_anchors);
+
+    mbx_loss *ctx = mbx_core_alloc(sizeof *ctx);
+    if (!ctx)
+        return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY, "loss context: out of memory");
+    memset(ctx, 0, sizeof *ctx);
+    ctx->block = mbx_core_alloc(total);
+    if (!ctx->block) {
+        mbx_core_free(ctx);
+        return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY,
+                              "loss workspace: out of memory (%zu bytes)", total);
+    }
+    unsigned char *base = (unsigned char *)(((uintptr_t)ctx->block + (ALIGN - 1)) &
+                                            ~(uintptr_t)(ALIGN - 1));
+    ctx->cfg = *cfg;
+    ctx->shape = *shape;
+    ctx->apad = apad;
+    ctx->ax1 = (double *)(base + o.ax1);
+    ctx->ay1 = (double *)(base + o.ay1);
+    ctx->ax2 = (double *)(base + o.ax2);
+    ctx->ay2 = (double *)(base + o.ay2);
+    ctx->aarea = (double *)(base + o.aarea);
+    ctx->bx1 = (double *)(base + o.bx1);
+    ctx->by1 = (double *)(base + o.by1);
+    ctx->bx2 = (double *)(base + o.bx2);
+    ctx->by2 = (double *)(base + o.by2);
+    ctx->match = (int32_t *)(base + o.match);
+    ctx->role = (uint8_t *)(base + o.role);
+    ctx->images = (mbx_image_state *)(base + o.images);
+    ctx->slots = (mbx_slot *)(base + o.slots);
+    unsigned char *sb = base + o.first_slot;
+    for (int s = 0; s < shape->num_slots; s++, sb += o.slot_size) {
+        mbx_slot *sl = &ctx->slots[s];
+        sl->match.best = (double *)(sb + o.best);
+        sl->match.bestg = (int64_t *)(sb + o.bestg);
+        sl->match.row = (double *)(sb + o.row);
+        sl->match.taken = sb + o.taken;
+        sl->match.gt_value = (double *)(sb + o.gt_value);
+        sl->match.gt_arg = (int64_t *)(sb + o.gt_arg);
+        sl->match.gt_done = sb + o.gt_done;
+        sl->gts = (mbx_gt_box *)(sb + o.gts);
+        sl->rank = (float *)(sb + o.rank);
+        sl->values = (float *)(sb + o.values);
+        sl->aux = (float *)(sb + o.aux);
+        sl->candidates = (mbx_candidate *)(sb + o.candidates);
+        sl->rows = (int32_t *)(sb + o.rows);
+    }
+    mbx_kernels_select(&ctx->kern, 0);
+    ctx->kp.kind = cfg->conf_loss;
+    ctx->kp.num_classes = shape->num_classes;
+    ctx->kp.focal_alpha = cfg->focal_alpha;
+    ctx->kp.focal_gamma = cfg->focal_gamma;
+    ctx->kp.focal_alpha_f = (float)cfg->focal_alpha;
+    ctx->kp.focal_gamma_f = (float)(cfg->focal_gamma < 1e30 ? cfg->focal_gamma : 1e30);
+    mbx_loc_params_init(&ctx->lp, cfg);
+    ctx->phase = MBX_PHASE_IDLE;
+    *out = ctx;
+    return 0;
+}
+
+void mbx_loss_free(mbx_loss *loss)
+{
+    if (!loss)
+        return;
+    mbx_core_free(loss->block);
+    mbx_core_free(loss);
+}
+
+/* ---------------------------------------------------------------- begin */
+
+/* Sets the detail of a bad box: "anchors[i]: what" (j < 0) or "targets[i].boxes[j]: what". */
+static int box_error(mbx_detail *d, int code, long long i, long long j, const char *what)
+{
+    if (j < 0)
+        return mbx_detail_set(d, code, "anchors[%lld]: %s", i, what);
+    return mbx_detail_set(d, code, "targets[%lld].boxes[%lld]: %s", i, j, what);
+}
+
+/* Checks one box given in fmt (finite, positive size) and converts it to xyxy double. */
+static int check_box(const float *in, mbx_box_format fmt, double out[4], mbx_detail *d,
+                     long long i, long long j)
+{
+    for (int k = 0; k < 4; k++)
+        if (!isfinite(in[k]))
+            return box_error(d, MBX_E_NOT_FINITE, i, j, "NaN or infinity");
+    if (fmt == MBX_BOX_CXCYWH) {
+        if (!(in[2] > 0.0f))
+            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "width <= 0");
+        if (!(in[3] > 0.0f))
+            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "height <= 0");
+    } else {
+        if (!(in[2] > in[0]))
+            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "x2 <= x1");
+        if (!(in[3] > in[1]))
+            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "y2 <= y1");
+    }
+    mbx_box_to_xyxy(in, fmt, out);
+    if (!(out[2] > out[0] && out[3] > out[1]))
+        return box_error(d, MBX_E_DEGENERATE_BOX, i, j,
+                         "size vanishes next to the centre in double precision");
+    return 0;
+}
+
+#define SHAPE_ERR(...) mbx_detail_set(detail, MBX_E_SHAPE_MISMATCH, __VA_ARGS__)
+#define ARG_ERR(...) mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, __VA_ARGS__)
+
+static int validate_and_load(mbx_loss *ctx, const mbx_batch *b, mbx_detail *detail)
+{
+    const mbx_config *cfg = &ctx->cfg;
+    const mbx_shape *s = &ctx->shape;
+    if (b->batch < 1)
+        return SHAPE_ERR("batch: %lld images, at least 1 needed", (long long)b->batch);
+    if (b->num_anchors < 1)
+        return SHAPE_ERR("anchors: %lld anchors, at least 1 needed", (long long)b->num_anchors);
+    if (b->num_classes < 1 || (cfg->background_label >= 0 && b->num_classes < 2))
+        return SHAPE_ERR("conf: %lld classes, at least %d needed", (long long)b->num_classes,
+                         cfg->background_label >= 0 ? 2 : 1);
+    if (b->batch > s->batch)
+        return ARG_ERR("batch: %lld images exceed the context's %lld", (long long)b->batch,
+                       (long long)s->batch);
+    if (b->num_anchors > s->num_anchors)
+        return ARG_ERR("anchors: %lld anchors exceed the context's %lld",
+                       (long long)b->num_anchors, (long long)s->num_anchors);
+    if (!b->loc || !b->conf || !b->anchors || !b->targets)
+        return ARG_ERR("%s: NULL", !b->loc ? "loc" : !b->conf ? "conf" : !b->anchors ? "anchors"
+                                                                                     : "targets");
+    if (b->anchors_format != MBX_BOX_XYXY && b->anchors_format != MBX_BOX_CXCYWH)
+        return ARG_ERR("anchors: unknown box format %d", (int)b->anchors_format);
+    if ((uint64_t)b->batch * (uint64_t)b->num_anchors > (uint64_t)INT64_MAX / 4 /
+                                                             (uint64_t)b->num_classes)
+        return mbx_detail_set(detail, MBX_E_SHAPE_OVERFLOW, "conf: B x A x C overflows");
+    int rc = mbx_config_validate(cfg, b->num_classes, detail);
+    if (rc)
+        return rc;
+
+    const int64_t A = b->num_anchors;
+    for (int64_t a = 0; a < A; a++) {
+        double box[4];
+        rc = check_box(b->anchors + 4 * a, b->anchors_format, box, detail, (long long)a, -1);
+        if (rc)
+            return rc;
+        ctx->ax1[a] = box[0];
+        ctx->ay1[a] = box[1];
+        ctx->ax2[a] = box[2];
+        ctx->ay2[a] = box[3];
+        ctx->aarea[a] = (box[2] - box[0]) * (box[3] - box[1]);
+    }
+    for (int64_t a = A; a < ctx->apad; a++)
+        ctx->ax1[a] = ctx->ay1[a] = ctx->ax2[a] = ctx->ay2[a] = ctx->aarea[a] = 0.0;
+    /* Bounds of each block of anchors (padding left out; blocks of padding only stay empty). */
+    for (int64_t blk = 0; blk < ctx->apad / MBX_ANCHOR_BLOCK; blk++) {
+        double x1 = INFINITY, y1 = INFINITY, x2 = -INFINITY, y2 = -INFINITY;
+        const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+        for (int64_t a = a0; a < a0 + MBX_ANCHOR_BLOCK && a < A; a++) {
+            x1 = fmin(x1, ctx->ax1[a]);
+            y1 = fmin(y1, ctx->ay1[a]);
+            x2 = fmax(x2, ctx->ax2[a]);
+            y2 = fmax(y2, ctx->ay2[a]);
+        }
+        ctx->bx1[blk] = x1;
+        ctx->by1[blk] = y1;
+        ctx->bx2[blk] = x2;
+        ctx->by2[blk] = y2;
+    }
+
+    for (int64_t i = 0; i < b->batch; i++) {
+        const mbx_image_targets *t = &b->targets[i];
+        if (t->num_boxes < 0)
+            return SHAPE_ERR("targets[%lld].boxes: %lld boxes", (long long)i,
+                             (long long)t->num_boxes);
+        if (t->num_boxes > s->max_boxes)
+            return ARG_ERR("targets[%lld].boxes: %lld boxes exceed the context's max_boxes %lld",
+                           (long long)i, (long long)t->num_boxes, (long long)s->max_boxes);
+        if (t->num_boxes > 0 && (!t->boxes || !t->labels))
+            return ARG_ERR("targets[%lld].%s: NULL", (long long)i, t->boxes ? "labels" : "boxes");
+        for (int64_t j = 0; j < t->num_boxes; j++) {
+            double box[4];
+            rc = check_box(t->boxes + 4 * j, cfg->box_format, box, detail, (long long)i,
+                           (long long)j);
+            if (rc)
+                return rc;
+            const int64_t lab = t->labels[j];
+            if (lab < 0 || lab >= b->num_classes)
+                return mbx_detail_set(detail, MBX_E_BAD_LABEL,
+                                      "targets[%lld].labels[%lld]: %lld is outside [0, %lld)",
+                                      (long long)i, (long long)j, (long long)lab,
+                                      (long long)b->num_classes);
+            if (lab == cfg->background_label)
+                return mbx_detail_set(detail, MBX_E_BAD_LABEL,
+                                      "targets[%lld].labels[%lld]: %lld is the background_label",
+                                      (long long)i, (long long)j, (long long)lab);
+        }
+    }
+    return 0;
+}
+
+int mbx_loss_begin(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, mbx_detail *detail)
+{
+    if (!ctx || !batch || !result)
+        return ARG_ERR("%s: NULL", !ctx ? "loss" : !batch ? "batch" : "result");
+    ctx->phase = MBX_PHASE_IDLE;
+    int rc = validate_and_load(ctx, batch, detail);
+    if (rc)
+        return rc;
+    ctx->batch = *batch;
+    ctx->result = result;
+    ctx->kp.num_classes = batch->num_classes;
+    ctx->error = 0;
+    ctx->normalizer = 1.0;
+    memset(ctx->images, 0, (size_t)batch->batch * sizeof *ctx->images);
+    ctx->phase = MBX_PHASE_MATCH;
+    return 0;
+}
+
+void mbx_loss_match_image(mbx_loss *ctx, int64_t image, int slot)
+{
+    if (!ctx || ctx->phase != MBX_PHASE_MATCH || image < 0 || image >= ctx->batch.batch ||
+        slot < 0 || slot >= ctx->shape.num_slots)
+        return;
+    mbx_image_match(ctx, image, &ctx->slots[slot]);
+}
+
+/* The detail of image i's failure. */
+static void describe_image_error(const mbx_loss *ctx, int64_t i, mbx_detail *d)
+{
+    const mbx_image_state *st = &ctx->images[i];
+    const int64_t e = st->error_index;
+    if (st->error_in_conf) {
+        const int64_t C = ctx->batch.num_classes;
+        mbx_detail_set(d, st->error, "conf[%lld][%lld][%lld]: NaN or infinity", (long long)i,
+                       (long long)(e / C), (long long)(e % C));
+    } else {
+        mbx_detail_set(d, st->error, "loc[%lld][%lld][%lld]: NaN or infinity", (long long)i,
+                       (long long)(e / 4), (long long)(e % 4));
+    }
+}
+
+int mbx_loss_reduce(mbx_loss *ctx, mbx_detail *detail)
+{
+    if (!ctx)
+        return ARG_ERR("loss: NULL");
+    if (ctx->phase == MBX_PHASE_FAILED) {
+        if (detail)
+            *detail = ctx->error_detail;
+        return ctx->error;
+    }
+    if (ctx->phase != MBX_PHASE_MATCH)
+        return ARG_ERR("mbx_loss_reduce: no batch begun");
+    const int64_t B = ctx->batch.batch;
+    int64_t P = 0, per_image = 0;
+    for (int64_t i = 0; i < B; i++) {
+        const mbx_image_state *st = &ctx->images[i];
+        if (st->error) {
+            ctx->error = st->error;
+            describe_image_error(ctx, i, &ctx->error_detail);
+            ctx->phase = MBX_PHASE_FAILED;
+            if (detail)
+                *detail = ctx->error_detail;
+            return ctx->error;
+        }
+        P += st->num_positives;
+        per_image += st->num_positives > 0 ? st->num_positives : 1;
+    }
+    double N = 1.0;
+    switch (ctx->cfg.normalization) {
+    case MBX_NORM_POSITIVES:
+        N = P > 0 ? (double)P : 1.0;
+        break;
+    case MBX_NORM_POSITIVES_PER_IMAGE:
+        N = (double)per_image;
+        break;
+    case MBX_NORM_ANCHORS:
+        N = (double)B * (double)ctx->batch.num_anchors;
+        break;
+    case MBX_NORM_BATCH:
+        N = (double)B;
+        break;
+    case MBX_NORM_NONE:
+        N = 1.0;
+        break;
+    }
+    ctx->normalizer = N;
+    ctx->phase = MBX_PHASE_GRAD;
+    return 0;
+}
+
+void mbx_loss_grad_image(mbx_loss *ctx, int64_t image, int slot)
+{
+    if (!ctx || ctx->phase != MBX_PHASE_GRAD || image < 0 || image >= ctx->batch.batch ||
+        slot < 0 || slot >= ctx->shape.num_slots)
+        return;
+    mbx_image_grad(ctx, image, &ctx->slots[slot]);
+}
+
+int mbx_loss_finish(mbx_loss *ctx, mbx_detail *detail)
+{
+    if (!ctx)
+        return ARG_ERR("loss: NULL");
+    if (ctx->phase == MBX_PHASE_FAILED) {
+        ctx->phase = MBX_PHASE_IDLE;
+        if (detail)
+            *detail = ctx->error_detail;
+        return ctx->error;
+    }
+    if (ctx->phase != MBX_PHASE_GRAD)
+        return ARG_ERR("mbx_loss_finish: no batch reduced");
+    mbx_result *r = ctx->result;
+    const double N = ctx->normalizer, alpha = ctx->cfg.alpha;
+    double conf = 0.0, loc = 0.0;
+    int64_t P = 0, Q = 0;
+    for (int64_t i = 0; i < ctx->batch.batch; i++) {
+        const mbx_image_state *st = &ctx->images[i];
+        conf += st->conf_sum;
+        loc += st->loc_sum;
+        P += st->num_positives;
+        Q += st->num_negatives;
+        if (r->per_image) {
+            mbx_image_result *pi = &r->per_image[i];
+            pi->conf_loss = st->conf_sum / N;
+            pi->loc_loss = st->loc_sum / N;
+            pi->loss = (st->conf_sum + alpha * st->loc_sum) / N;
+            pi->num_positives = st->num_positives;
+            pi->num_negatives = st->num_negatives;
+        }
+    }
+    r->conf_loss = conf / N;
+    r->loc_loss = loc / N;
+    r->loss = (conf + alpha * loc) / N;
+    r->normalizer = N;
+    r->num_positives = P;
+    r->num_negatives = Q;
+    ctx->phase = MBX_PHASE_IDLE;
+    return 0;
+}
+
+int mbx_loss_compute(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, mbx_detail *detail)
+{
+    int rc = mbx_loss_begin(ctx, batch, result, detail);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < batch->batch; i++)
+        mbx_loss_match_image(ctx, i, 0);
+    rc = mbx_loss_reduce(ctx, detail);
+    if (rc) {
+        ctx->phase = MBX_PHASE_IDLE;
+        return rc;
+    }
+    for (int64_t i = 0; i < batch->batch; i++)
+        mbx_loss_grad_image(ctx, i, 0);
+    return mbx_loss_finish(ctx, detail);
+}
+
+/* ----------------------------------------------------------- test hooks */
+
+void mbx_loss_test_set_exact_rows(mbx_loss *loss, int on)
+{
+    loss->exact_rows = on;
+}
+
+int mbx_loss_test_force_generic(mbx_loss *loss, int on)
+{
+    mbx_kernels_select(&loss->kern, on);
+    return 0;
+}
+
+void mbx_loss_test_set_ciou_alpha_loc(mbx_loss *loss, const float *loc)
+{
+    loss->ciou_alpha_loc = loc;
+}
+
+const char *mbx_loss_test_kernel_name(const mbx_loss *loss)
+{
+    return loss->kern.name;
+}

@@ -1,0 +1,117 @@
+/*
+ * loss_impl.h - the inside of the opaque mbx_loss context (private): the
+ * configuration prepared for the kernels, the workspace carved from one
+ * allocation in mbx_loss_new(), the per-batch state the work units share,
+ * and the test hooks.  Only src/core and tests/core include it.
+ */
+#ifndef MBX_CORE_LOSS_IMPL_H
+#define MBX_CORE_LOSS_IMPL_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+#include "loc.h"
+#include "match.h"
+#include "multibox/multibox.h"
+
+/* Where a context is in the begin / match / reduce / grad / finish sequence. */
+enum mbx_phase {
+    MBX_PHASE_IDLE = 0, /* no batch, or the last one finished */
+    MBX_PHASE_MATCH,    /* begin succeeded: match units may run */
+    MBX_PHASE_GRAD,     /* reduce succeeded: grad units may run */
+    MBX_PHASE_FAILED    /* a unit failed: later phases do nothing */
+};
+
+/* What the units of one image leave for reduce and finish. */
+typedef struct mbx_image_state {
+    int64_t num_positives, num_negatives; /* counted anchors */
+    double conf_sum, loc_sum;             /* un-normalised sums over counted anchors */
+    int error;                            /* 0 or MBX_E_NOT_FINITE */
+    int error_in_conf;                    /* 0: loc, 1: conf */
+    int64_t error_index;                  /* flat index inside the image's tensor */
+} mbx_image_state;
+
+/* Ranking candidate: exact loss and anchor. */
+typedef struct mbx_candidate {
+    double loss;
+    int64_t anchor;
+} mbx_candidate;
+
+/* Scratch of one slot: whatever one running unit needs. */
+typedef struct mbx_slot {
+    mbx_match_work match;
+    mbx_gt_box *gts;          /* [max_boxes] */
+    float *rank;              /* [A] selection scratch */
+    float *values;            /* [A] ranking losses of the listed anchors */
+    float *aux;               /* [A] lower bounds, full ranking, kernel scratch */
+    mbx_candidate *candidates; /* [A] */
+    int32_t *rows;             /* [A] anchors that count, in order */
+} mbx_slot;
+
+struct mbx_loss {
+    mbx_config cfg;
+    mbx_shape shape;
+    mbx_kernels kern;
+    mbx_kparams kp;
+    mbx_loc_params lp;
+
+    /* Workspace (one allocation). */
+    void *block;
+    int64_t apad;
+    double *ax1, *ay1, *ax2, *ay2, *aarea; /* [apad] anchors of the current batch */
+    double *bx1, *by1, *bx2, *by2;          /* [apad / MBX_ANCHOR_BLOCK] block bounds */
+    int32_t *match;                         /* [B][A] GT index or -1 */
+    uint8_t *role;                          /* [B][A] mbx_anchor_role */
+    mbx_image_state *images;                /* [B] */
+    mbx_slot *slots;                        /* [num_slots] */
+
+    /* The current batch. */
+    enum mbx_phase phase;
+    mbx_batch batch;
+    mbx_result *result;
+    double normalizer;
+    int error;
+    mbx_detail error_detail;
+
+    /* Test hooks (tests/core only). */
+    int exact_rows;            /* 1: per-anchor classification losses in libm double */
+    const float *ciou_alpha_loc; /* [B][A][4] or NULL: loc that sets CIoU's alpha */
+};
+
+/* Test hooks: exact double-precision classification losses; generic kernels. */
+void mbx_loss_test_set_exact_rows(mbx_loss *loss, int on);
+int mbx_loss_test_force_generic(mbx_loss *loss, int on); /* returns 0; re-selects kernels */
+void mbx_loss_test_set_ciou_alpha_loc(mbx_loss *loss, const float *loc);
+const char *mbx_loss_test_kernel_name(const mbx_loss *loss);
+
+/* The per-image units (image.c). */
+void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot);
+void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot);
+
+/* Anchor a of the current batch as xyxy double. */
+static inline void mbx_anchor_box(const mbx_loss *ctx, int64_t a, double box[4])
+{
+    box[0] = ctx->ax1[a];
+    box[1] = ctx->ay1[a];
+    box[2] = ctx->ax2[a];
+    box[3] = ctx->ay2[a];
+}
+
+/* A box given in fmt as xyxy double (cxcywh: centre -/+ half size). */
+static inline void mbx_box_to_xyxy(const float in[4], mbx_box_format fmt, double out[4])
+{
+    if (fmt == MBX_BOX_CXCYWH) {
+        const double cx = in[0], cy = in[1], hw = 0.5 * (double)in[2], hh = 0.5 * (double)in[3];
+        out[0] = cx - hw;
+        out[1] = cy - hh;
+        out[2] = cx + hw;
+        out[3] = cy + hh;
+    } else {
+        out[0] = in[0];
+        out[1] = in[1];
+        out[2] = in[2];
+        out[3] = in[3];
+    }
+}
+
+#endif

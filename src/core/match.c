@@ -1,0 +1,108 @@
+/*
+ * match.c - one image's matching: per-anchor best GT and per-GT best anchor
+ * in one IoU pass per GT, the bipartite step, threshold and ignore band.
+ * Pure computation in caller scratch; never allocates.
+ */
+#include <string.h>
+
+#include "match.h"
+
+/* Greedy never matches an IoU at or below this (Caffe's MatchBBox). */
+#define GREEDY_MIN_IOU 1e-6
+
+/* The best anchor of one GT among anchors not taken: lowest index among equals. */
+static void best_free_anchor(const mbx_kernels *k, const mbx_anchor_cols *an,
+                             const mbx_gt_box *gt, const mbx_match_work *w, double *value,
+                             int64_t *arg)
+{
+    k->iou_row(an, gt, w->row);
+    double v = -1.0;
+    int64_t best = -1;
+    for (int64_t a = 0; a < an->count; a++)
+        if (!w->taken[a] && w->row[a] > v) {
+            v = w->row[a];
+            best = a;
+        }
+    *value = v;
+    *arg = best;
+}
+
+/*
+ * Caffe's MatchBBox: repeatedly the largest IoU among free anchors and
+ * unassigned GTs (ties: lowest anchor, then lowest GT), until it is <= 1e-6.
+ * Each GT keeps its best free anchor; only GTs whose best anchor was just
+ * taken recompute theirs.  Writes the pairs into match/role.
+ */
+/* Makes anchor a a positive of GT index g, keeping the counts right. */
+static void force(int32_t *match, uint8_t *role, int64_t a, int64_t g, int64_t *P, int64_t *E)
+{
+    if (role[a] != MBX_ROLE_POSITIVE)
+        (*P)++;
+    if (role[a] == MBX_ROLE_NONE)
+        (*E)--;
+    match[a] = (int32_t)g;
+    role[a] = MBX_ROLE_POSITIVE;
+}
+
+static void greedy(const mbx_kernels *k, const mbx_anchor_cols *an, const mbx_gt_box *gts,
+                   int64_t n, const mbx_match_work *w, int32_t *match, uint8_t *role, int64_t *P,
+                   int64_t *E)
+{
+    memset(w->taken, 0, (size_t)an->count);
+    for (int64_t g = 0; g < n; g++)
+        w->gt_done[g] = 0;
+    for (;;) {
+        int64_t pick = -1;
+        for (int64_t g = 0; g < n; g++) {
+            if (w->gt_done[g] || w->gt_arg[g] < 0)
+                continue;
+            if (pick < 0 || w->gt_value[g] > w->gt_value[pick] ||
+                (w->gt_value[g] == w->gt_value[pick] && w->gt_arg[g] < w->gt_arg[pick]))
+                pick = g;
+        }
+        if (pick < 0 || !(w->gt_value[pick] > GREEDY_MIN_IOU))
+            break;
+        const int64_t a = w->gt_arg[pick];
+        w->taken[a] = 1;
+        w->gt_done[pick] = 1;
+        force(match, role, a, gts[pick].index, P, E);
+        for (int64_t g = 0; g < n; g++)
+            if (!w->gt_done[g] && w->gt_arg[g] == a)
+                best_free_anchor(k, an, &gts[g], w, &w->gt_value[g], &w->gt_arg[g]);
+    }
+}
+
+int64_t mbx_match_image(const mbx_kernels *k, const mbx_anchor_cols *an, const mbx_gt_box *gts,
+                        int64_t n, mbx_bipartite mode, double overlap_threshold,
+                        double neg_overlap, const mbx_match_work *w, int32_t *match,
+                        uint8_t *role, int64_t *eligible)
+{
+    const int64_t A = an->count;
+    if (n == 0) {
+        for (int64_t a = 0; a < A; a++)
+            match[a] = -1;
+        memset(role, MBX_ROLE_NONE, (size_t)A);
+        *eligible = A;
+        return 0;
+    }
+    /* IoU 0 with every GT means best 0 with the first GT, as torch's argmax. */
+    for (int64_t a = 0; a < an->apad; a++) {
+        w->best[a] = 0.0;
+        w->bestg[a] = gts[0].index;
+    }
+    for (int64_t g = 0; g < n; g++)
+        w->gt_arg[g] = k->iou_update(an, &gts[g], w->best, w->bestg, &w->gt_value[g]);
+
+    /* Threshold step and ignore band for every anchor; the bipartite step overrides. */
+    int64_t E;
+    int64_t P = k->classify(w->best, w->bestg, A, overlap_threshold, neg_overlap, match, role, &E);
+    if (mode == MBX_BIPARTITE_PER_GT) {
+        /* Each GT's best anchor, later GTs winning a shared anchor. */
+        for (int64_t g = 0; g < n; g++)
+            force(match, role, w->gt_arg[g], gts[g].index, &P, &E);
+    } else if (mode == MBX_BIPARTITE_GREEDY) {
+        greedy(k, an, gts, n, w, match, role, &P, &E);
+    }
+    *eligible = E;
+    return P;
+}

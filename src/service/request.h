@@ -1,0 +1,88 @@
+/*
+ * request.h - one HTTP request from its headers to its answer: routing,
+ * the header-time checks (method, draining, content type, body limits),
+ * the body read into one buffer, the hand-off of work to the pool with the
+ * connection suspended, and the answer.  A request is touched by the HTTP
+ * thread, except while it is suspended (SVC_REQ_WAITING), when only its
+ * job touches body and response.
+ */
+#ifndef SVC_REQUEST_H
+#define SVC_REQUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "response.h"
+#include "router.h"
+
+struct MHD_Connection;
+struct svc_job;
+
+typedef enum svc_req_state {
+    SVC_REQ_BODY = 0, /* reading the body (or waiting for the end of an empty one) */
+    SVC_REQ_DISCARD,  /* answer set; the rest of the body is read and dropped */
+    SVC_REQ_RESPOND,  /* answer set, to be queued now */
+    SVC_REQ_WAITING,  /* suspended while a job runs; resumed with the answer set */
+    SVC_REQ_QUEUED,   /* answer queued */
+    SVC_REQ_ABORT     /* close the connection without an answer */
+} svc_req_state;
+
+typedef struct svc_request {
+    svc_app *app;
+    struct MHD_Connection *conn;
+    char method[16];          /* truncated copy, for the log */
+    char *path;               /* malloc'ed copy of the decoded path */
+    svc_route_match match;    /* route, method and {params} */
+    const svc_route *route;   /* NULL when no route matched */
+    int handler_index;        /* metrics label index */
+
+    svc_body_kind body_kind;
+    uint64_t limit;           /* largest body accepted, bytes */
+    uint64_t content_length;  /* valid when has_length */
+    int has_length, chunked, expect_100;
+    char *body;               /* the body, malloc'ed; NULL when empty */
+    size_t body_len, body_cap;
+    uint64_t bytes_in;        /* body bytes received, stored or not */
+
+    svc_req_state state;
+    svc_response response;
+    uint64_t t_start_ns;
+    int in_flight;            /* counted in the in-flight gauge */
+} svc_request;
+
+/* HTTP thread: a request whose headers have arrived; NULL when out of memory. */
+svc_request *svc_request_new(svc_app *app, struct MHD_Connection *conn, const char *method,
+                             const char *url);
+void svc_request_free(svc_request *req);
+
+/* HTTP thread: the header-time checks; may set an answer (state DISCARD/RESPOND). */
+void svc_request_begin(svc_request *req);
+/* HTTP thread: n body bytes arrived. */
+void svc_request_data(svc_request *req, const char *data, size_t n);
+/* HTTP thread: the body is complete; runs the route's handler. */
+void svc_request_body_done(svc_request *req);
+
+/* Handlers: answer with an error (status from the one table). */
+void svc_request_fail(svc_request *req, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Handlers: the answer is set in req->response; queue it now. */
+void svc_request_respond(svc_request *req);
+/*
+ * Handlers: runs job on the pool with the connection suspended; when the
+ * pool is full, answers 503 overloaded instead (and job is not used).
+ * The job's complete callback must end with svc_request_resume().
+ */
+void svc_request_dispatch(svc_request *req, struct svc_job *job);
+/* Loop thread, job complete: req->response is set; wakes the connection. */
+void svc_request_resume(svc_request *req);
+
+/* A request header's value, or NULL. */
+const char *svc_request_header(const svc_request *req, const char *name);
+/* A query argument's value, or NULL. */
+const char *svc_request_query(const svc_request *req, const char *name);
+
+#endif

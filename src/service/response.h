@@ -1,0 +1,58 @@
+/*
+ * response.h - an HTTP answer being prepared (status, body, the few headers
+ * the service sets) and its hand-over to libmicrohttpd.  Error answers take
+ * their status from http_status.c's table and their body from the codec's
+ * error renderer, so every error has the contract's JSON shape.  A
+ * response belongs to one request; it is not shared between threads except
+ * by the hand-over through the connection's suspend/resume.
+ */
+#ifndef SVC_RESPONSE_H
+#define SVC_RESPONSE_H
+
+#include <stddef.h>
+
+struct MHD_Connection;
+
+typedef struct svc_response {
+    int status;               /* 0 while nothing is set */
+    const char *content_type; /* static string, NULL for none */
+    char *body;               /* owned (free()) when owned is 1, else static */
+    size_t len;               /* body length in bytes */
+    int owned;
+    int retry_after;          /* seconds for Retry-After, 0 for no header */
+    int close;                /* 1: Connection: close */
+    char allow[64];           /* Allow header value, "" for none */
+} svc_response;
+
+#define SVC_CT_JSON "application/json"
+
+/*
+ * Sets an error answer for a negative MBX_E_* code: the status from the
+ * one table, {"error": {"code", "message"}} (fmt NULL: the code's default
+ * message), Retry-After on 503.  Never fails: on allocation failure a
+ * static out_of_memory body is used.  Releases any body set before.
+ */
+void svc_response_error(svc_response *r, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Sets an answer whose body is static (never freed). */
+void svc_response_static(svc_response *r, int status, const char *content_type,
+                         const char *body, size_t len);
+/* Sets an answer that takes ownership of a malloc'ed body. */
+void svc_response_owned(svc_response *r, int status, const char *content_type, char *body,
+                        size_t len);
+/* Frees an owned body and clears r. */
+void svc_response_clear(svc_response *r);
+
+/*
+ * Queues r on conn (from libmicrohttpd's access handler only) and hands
+ * the body to libmicrohttpd; r keeps status and len for the access log.
+ * Returns the MHD_Result to give back to libmicrohttpd (MHD_NO closes the
+ * connection).
+ */
+int svc_response_queue(struct MHD_Connection *conn, svc_response *r);
+
+#endif
