@@ -8,11 +8,15 @@
 # "listening on 127.0.0.1:PORT" log line, waits for /readyz, runs the tests with
 # Debian's /usr/bin/python3 (override with MBX_PYTHON), and always stops the
 # server (SIGTERM, then SIGKILL after 10 s).  Exit 77 (meson's "skipped") when
-# that python lacks numpy, or torch/torchvision in torch mode.  MBX_GOLDEN_DIR
-# must name the golden folder (meson's test_env sets it).
+# that python lacks numpy, or torch/torchvision in torch mode; failure when a
+# test fails or the server does not exit 0 after SIGTERM.  MBX_GOLDEN_DIR must
+# name the golden folder (meson's test_env sets it); MBX_SOURCE_ROOT, when set,
+# the source tree.  Tests that need servers with other flags start their own
+# from MBX_MULTIBOXD.
 set -euo pipefail
 
 multiboxd=${1:?usage: run.sh MULTIBOXD client|torch}
+case "$multiboxd" in /*) ;; *) multiboxd="$PWD/$multiboxd" ;; esac
 mode=${2:-client}
 here=$(cd "$(dirname "$0")" && pwd)
 root=${MBX_SOURCE_ROOT:-$(cd "$here/../.." && pwd)}
@@ -88,6 +92,26 @@ cd "$root/clients/python/tests"
 status=0
 MBX_URL="$url" MBX_MULTIBOXD="$multiboxd" PYTHONPATH="$root/clients/python${PYTHONPATH:+:$PYTHONPATH}" \
     "$py" -m unittest -v $modules || status=$?
+
+# Stop the server the way an orchestrator does; a drain must end with exit 0 (a
+# sanitizer build also reports leaks and errors through this status).
+kill -TERM "$pid"
+for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+server_rc=0
+if kill -0 "$pid" 2>/dev/null; then
+    echo "multiboxd still running 10 s after SIGTERM" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+    server_rc=137
+fi
+wait "$pid" || server_rc=$?
+pid=""
+if [ "$server_rc" != 0 ]; then
+    echo "multiboxd exited with status $server_rc after SIGTERM (want 0)" >&2
+    [ "$status" = 0 ] && status=1
+fi
 if [ "$status" != 0 ]; then
     keep_log=1
 fi
