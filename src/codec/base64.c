@@ -34,6 +34,44 @@ static const unsigned char dec_table[256] = {
 #undef X
 };
 
+/* The character of sextet i, as a constant expression (for the tables below). */
+#define B64C(i)                                                                             \
+    ((i) < 26 ? 'A' + (i) : (i) < 52 ? 'a' + (i)-26 : (i) < 62 ? '0' + (i)-52 : (i) == 62 ? '+' \
+                                                                                            : '/')
+/* Value of character c, or 0xff, as a constant expression. */
+#define B64V(c)                                                                             \
+    ((c) >= 'A' && (c) <= 'Z'   ? (c) - 'A'                                                 \
+     : (c) >= 'a' && (c) <= 'z' ? (c) - 'a' + 26                                           \
+     : (c) >= '0' && (c) <= '9' ? (c) - '0' + 52                                           \
+     : (c) == '+'               ? 62                                                        \
+     : (c) == '/'               ? 63                                                        \
+                                : 0xff)
+
+#define R4(M, b) M(b), M((b) + 1), M((b) + 2), M((b) + 3)
+#define R16(M, b) R4(M, b), R4(M, (b) + 4), R4(M, (b) + 8), R4(M, (b) + 12)
+#define R64(M, b) R16(M, b), R16(M, (b) + 16), R16(M, (b) + 32), R16(M, (b) + 48)
+#define R256(M, b) R64(M, b), R64(M, (b) + 64), R64(M, (b) + 128), R64(M, (b) + 192)
+#define R1024(M, b) R256(M, b), R256(M, (b) + 256), R256(M, (b) + 512), R256(M, (b) + 768)
+#define R4096(M, b) R1024(M, b), R1024(M, (b) + 1024), R1024(M, (b) + 2048), R1024(M, (b) + 3072)
+
+/* Two output characters for 12 input bits, first character in the low byte. */
+#define PAIR(i) (uint16_t)(B64C((i) >> 6) | B64C((i)&63) << 8)
+static const uint16_t enc_pairs[4096] = {R4096(PAIR, 0)};
+
+/*
+ * Decoding tables: the value of each character already shifted into its
+ * place of a 24-bit group; an invalid character sets bit 31.
+ */
+#define DEC_AT(c, shift) (B64V(c) == 0xff ? 0x80000000u : (uint32_t)B64V(c) << (shift))
+#define D0(c) DEC_AT(c, 18)
+#define D1(c) DEC_AT(c, 12)
+#define D2(c) DEC_AT(c, 6)
+#define D3(c) DEC_AT(c, 0)
+static const uint32_t dec0[256] = {R256(D0, 0)};
+static const uint32_t dec1[256] = {R256(D1, 0)};
+static const uint32_t dec2[256] = {R256(D2, 0)};
+static const uint32_t dec3[256] = {R256(D3, 0)};
+
 size_t mbx_base64_encoded_size(size_t n)
 {
     return (n / 3 + (n % 3 != 0)) * 4;
@@ -43,12 +81,24 @@ void mbx_base64_encode(const void *in, size_t n, char *out)
 {
     const unsigned char *s = in;
     size_t i = 0;
+    /* 6 bytes (two groups) a step, read as one 8-byte load while 8 remain. */
+    for (; i + 8 <= n; i += 6) {
+        uint64_t w = (uint64_t)s[i] << 56 | (uint64_t)s[i + 1] << 48 | (uint64_t)s[i + 2] << 40 |
+                     (uint64_t)s[i + 3] << 32 | (uint64_t)s[i + 4] << 24 | (uint64_t)s[i + 5] << 16;
+        uint64_t o = (uint64_t)enc_pairs[w >> 52] | (uint64_t)enc_pairs[(w >> 40) & 0xfff] << 16 |
+                     (uint64_t)enc_pairs[(w >> 28) & 0xfff] << 32 |
+                     (uint64_t)enc_pairs[(w >> 16) & 0xfff] << 48;
+        for (int k = 0; k < 8; k++)
+            out[k] = (char)(o >> (8 * k));
+        out += 8;
+    }
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        out[0] = enc_table[v >> 18];
-        out[1] = enc_table[(v >> 12) & 63];
-        out[2] = enc_table[(v >> 6) & 63];
-        out[3] = enc_table[v & 63];
+        uint16_t hi = enc_pairs[v >> 12], lo = enc_pairs[v & 0xfff];
+        out[0] = (char)(hi & 0xff);
+        out[1] = (char)(hi >> 8);
+        out[2] = (char)(lo & 0xff);
+        out[3] = (char)(lo >> 8);
         out += 4;
     }
     if (n - i == 1) {
@@ -124,18 +174,28 @@ int mbx_base64_decode_part(const char *in, size_t len, size_t base, void *out, s
                               "decodes to %zu bytes, more than the %zu expected", size, cap);
     /* Groups without padding; the last group is handled apart when padded. */
     full = (size % 3 == 0) ? len : len - 4;
-    for (i = 0; i < full; i += 4) {
-        unsigned a = dec_table[(unsigned char)in[i]];
-        unsigned b = dec_table[(unsigned char)in[i + 1]];
-        unsigned c = dec_table[(unsigned char)in[i + 2]];
-        unsigned d = dec_table[(unsigned char)in[i + 3]];
-        if ((a | b | c | d) & 0x80) {
+    /* Two groups a step, stored as 8 bytes (6 valid) while 8 bytes of room remain. */
+    for (i = 0; i + 8 <= full && (size_t)(dst - (unsigned char *)out) + 8 <= size; i += 8) {
+        uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
+                     dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
+        uint32_t w = dec0[(unsigned char)in[i + 4]] | dec1[(unsigned char)in[i + 5]] |
+                     dec2[(unsigned char)in[i + 6]] | dec3[(unsigned char)in[i + 7]];
+        if ((v | w) & 0x80000000u)
+            break; /* the one-group loop below reports it */
+        uint64_t o = (uint64_t)v << 40 | (uint64_t)w << 16;
+        for (int k = 0; k < 8; k++)
+            dst[k] = (unsigned char)(o >> (56 - 8 * k));
+        dst += 6;
+    }
+    for (; i < full; i += 4) {
+        uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
+                     dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
+        if (v & 0x80000000u) {
             size_t k = i;
             while (dec_table[(unsigned char)in[k]] != 0xff)
                 k++;
             return bad_char(detail, in, k, base);
         }
-        uint32_t v = a << 18 | b << 12 | c << 6 | d;
         dst[0] = (unsigned char)(v >> 16);
         dst[1] = (unsigned char)(v >> 8);
         dst[2] = (unsigned char)v;

@@ -180,6 +180,17 @@ int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char
 
     if (!isfinite(res->loss))
         return mbx_detail_set(detail, MBX_E_INTERNAL, "loss: non-finite value in the output");
+    /*
+     * Reserve once what dense gradients need (exact for b64; for text, two
+     * bytes a value, what mostly-zero gradients take) so big responses are
+     * not copied from one growth to the next.
+     */
+    if (o->gradients == MBX_GRAD_DENSE) {
+        size_t values = (size_t)(B * A) * (size_t)(4 + C);
+        size_t want = o->tensor_format == MBX_TENSOR_B64 ? mbx_base64_encoded_size(values * 4)
+                                                         : values * 2;
+        jbuf_reserve(&b, want + 4096 + (o->matches ? (size_t)(B * A) * 3 : 0));
+    }
     jbuf_puts(&b, "{\"loss\":");
     jbuf_put_f64(&b, res->loss);
     if ((rc = put_f64_member(&b, "conf_loss", res->conf_loss, detail)) ||
