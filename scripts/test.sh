@@ -23,3 +23,6 @@ fi
 meson compile -C build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --num-processes "$jobs" --timeout-multiplier 4
+
+echo "== fuzzing: libFuzzer (clang, ASan + UBSan), ${MBX_FUZZ_SECONDS:-60} s per target"
+tests/fuzz/run.sh "${MBX_FUZZ_SECONDS:-60}"

@@ -255,6 +255,9 @@ MBX_API int mbx_loss_compute(mbx_loss *loss, const mbx_batch *batch, mbx_result 
  * checks shapes, the GT boxes and labels and the anchors; match checks loc and conf
  * of its image for NaN/infinity.  An error in a unit is kept and reported by
  * reduce (lowest image index first); after an error, later phases do nothing.
+ * A match unit also writes its image's matches, roles and zero gradient rows
+ * (grad writes the rows that count), so after a failure the result's arrays
+ * may be partly written; its scalar fields are not.
  * batch and result must stay valid until finish returns.  Totals are summed
  * in image order, so the result does not depend on the split.
  */

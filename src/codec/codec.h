@@ -57,7 +57,8 @@ void mbx_request_free(mbx_request *req);
 
 /*
  * Allocates, for req, the result arrays its outputs ask for (gradients,
- * per-image, matches, and roles when sparse gradients are asked).  Release
+ * per-image, matches, and roles when sparse gradients are asked); the
+ * gradient arrays are not zeroed (the core writes every element).  Release
  * with mbx_result_release(), which frees the arrays and zeroes *res.
  */
 int mbx_result_alloc(const mbx_request *req, mbx_result *res, mbx_detail *detail);

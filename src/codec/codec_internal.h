@@ -8,13 +8,44 @@
 #ifndef MBX_CODEC_INTERNAL_H
 #define MBX_CODEC_INTERNAL_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #include "codec.h"
+
+/* 1 when the CPU runs AVX2 (x86 only; asked once, then cached; thread-safe). */
+int mbx_cpu_has_avx2(void);
+
+/*
+ * Index of the first NaN or infinity of v[0..n), or n when all are finite.
+ * Blocks are first tested without an early exit (an OR of exponent tests,
+ * which compilers vectorize), so scanning tens of megabytes of finite
+ * tensors costs a fraction of a value-by-value isfinite() loop.
+ */
+static inline int64_t mbx_find_non_finite(const float *v, int64_t n)
+{
+    enum { BLOCK = 1024 };
+    int64_t i = 0;
+    for (; i + BLOCK <= n; i += BLOCK) {
+        uint32_t bad = 0;
+        for (int k = 0; k < BLOCK; k++) {
+            uint32_t u;
+            memcpy(&u, v + i + k, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            break;
+    }
+    for (; i < n; i++)
+        if (!isfinite(v[i]))
+            return i;
+    return n;
+}
 
 /* ------------------------------------------------------------ allocation */
 

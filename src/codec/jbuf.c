@@ -192,18 +192,22 @@ void jbuf_free(jbuf *b)
 
 /* ------------------------------------------------------------ tensors */
 
+static int non_finite_at(int64_t i, const int64_t *shape, int rank, const char *name,
+                         mbx_detail *detail)
+{
+    jpath p;
+    jpath_init(&p);
+    jpath_key(&p, name);
+    mbx_tensor_index_path(&p, shape, rank, i);
+    return jpath_fail(detail, MBX_E_INTERNAL, &p, "non-finite value in the output");
+}
+
 static int non_finite(const float *data, int64_t count, const int64_t *shape, int rank,
                       const char *name, mbx_detail *detail)
 {
-    for (int64_t i = 0; i < count; i++) {
-        if (!isfinite(data[i])) {
-            jpath p;
-            jpath_init(&p);
-            jpath_key(&p, name);
-            mbx_tensor_index_path(&p, shape, rank, i);
-            return jpath_fail(detail, MBX_E_INTERNAL, &p, "non-finite value in the output");
-        }
-    }
+    int64_t i = mbx_find_non_finite(data, count);
+    if (i < count)
+        return non_finite_at(i, shape, rank, name, detail);
     return 0;
 }
 
@@ -269,17 +273,33 @@ static int host_is_little_endian(void)
     return c == 1;
 }
 
-static void put_b64_floats(jbuf *b, const float *data, int64_t count)
+/*
+ * Writes the b64 string of count floats, failing like non_finite() on a
+ * NaN or infinity; on a little-endian host, 12288 floats (64 Ki characters)
+ * at a time, each chunk checked while it is in cache.
+ */
+static int put_b64_floats(jbuf *b, const float *data, int64_t count, const int64_t *shape,
+                          int rank, const char *name, mbx_detail *detail)
 {
+    enum { CHUNK = 12288 }; /* floats: 49152 bytes, whole base64 groups */
     size_t bytes = (size_t)count * 4;
     size_t enc = mbx_base64_encoded_size(bytes);
     if (jbuf_reserve(b, enc + 2))
-        return;
+        return 0; /* the failure is sticky: jbuf_finish reports it */
     char *o = b->data + b->len;
     *o++ = '"';
     if (host_is_little_endian()) {
-        mbx_base64_encode(data, bytes, o);
+        for (int64_t done = 0; done < count; done += CHUNK) {
+            int64_t n = count - done < CHUNK ? count - done : CHUNK;
+            int64_t i = mbx_find_non_finite(data + done, n);
+            if (i < n)
+                return non_finite_at(done + i, shape, rank, name, detail);
+            mbx_base64_encode(data + done, (size_t)n * 4, o + (size_t)done / 3 * 16);
+        }
     } else {
+        int rc = non_finite(data, count, shape, rank, name, detail);
+        if (rc)
+            return rc;
         /* Byte-swap in chunks of 3 floats (12 bytes: whole base64 groups). */
         size_t done = 0;
         while (done < (size_t)count) {
@@ -298,6 +318,7 @@ static void put_b64_floats(jbuf *b, const float *data, int64_t count)
     o += enc;
     *o++ = '"';
     b->len = (size_t)(o - b->data);
+    return 0;
 }
 
 int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
@@ -306,7 +327,7 @@ int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
     int64_t count = 1;
     for (int k = 0; k < rank; k++)
         count *= shape[k];
-    int rc = non_finite(data, count, shape, rank, name, detail);
+    int rc = fmt == MBX_TENSOR_B64 ? 0 : non_finite(data, count, shape, rank, name, detail);
     if (rc)
         return rc;
     switch (fmt) {
@@ -324,7 +345,9 @@ int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
         jbuf_putc(b, '{');
         put_shape(b, rank, shape);
         jbuf_puts(b, ",\"dtype\":\"float32\",\"b64\":");
-        put_b64_floats(b, data, count);
+        rc = put_b64_floats(b, data, count, shape, rank, name, detail);
+        if (rc)
+            return rc;
         jbuf_putc(b, '}');
         break;
     default:

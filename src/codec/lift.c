@@ -32,6 +32,49 @@ static int value_position(const char *body, size_t quote)
     return quote > 0 && body[quote - 1] == ':';
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* Offset of the first '"' or '\\' in p[0..n), or n: 64 bytes a step. */
+__attribute__((target("avx2"))) static size_t find_end_avx2(const char *p, size_t n)
+{
+    const __m256i quote = _mm256_set1_epi8('"'), backslash = _mm256_set1_epi8('\\');
+    size_t i = 0;
+    for (; n >= 64 && i <= n - 64; i += 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(p + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32));
+        __m256i ma = _mm256_or_si256(_mm256_cmpeq_epi8(a, quote), _mm256_cmpeq_epi8(a, backslash));
+        __m256i mb = _mm256_or_si256(_mm256_cmpeq_epi8(b, quote), _mm256_cmpeq_epi8(b, backslash));
+        uint64_t m = (uint32_t)_mm256_movemask_epi8(ma) |
+                     (uint64_t)(uint32_t)_mm256_movemask_epi8(mb) << 32;
+        if (m)
+            return i + (size_t)__builtin_ctzll(m);
+    }
+    for (; i < n; i++)
+        if (p[i] == '"' || p[i] == '\\')
+            return i;
+    return n;
+}
+#define HAVE_FIND_END_AVX2 1
+#endif
+
+/*
+ * Offset of the first '"' or '\\' in p[0..n), or n: where a string's text
+ * ends or its first escape starts.  One pass where AVX2 runs, else two
+ * memchr() passes.
+ */
+static size_t find_end(const char *p, size_t n)
+{
+#ifdef HAVE_FIND_END_AVX2
+    if (mbx_cpu_has_avx2())
+        return find_end_avx2(p, n);
+#endif
+    const char *q = memchr(p, '"', n);
+    size_t end = q ? (size_t)(q - p) : n;
+    const char *bs = memchr(p, '\\', end);
+    return bs ? (size_t)(bs - p) : end;
+}
+
 static int push(mbx_lift *l, size_t start, size_t len)
 {
     if (l->count == l->cap) {
@@ -63,16 +106,15 @@ int mbx_lift_scan(mbx_lift *l, const char *body, size_t len, size_t min_len)
         size_t open = (size_t)(q - body), i = open + 1, close;
         int escaped = 0;
         for (;;) {
-            const char *r = i < len ? memchr(body + i, '"', len - i) : NULL;
-            if (!r)
+            size_t k = i < len ? i + find_end(body + i, len - i) : len;
+            if (k >= len)
                 return 0; /* unterminated: jansson will say so */
-            const char *bs = memchr(body + i, '\\', (size_t)(r - (body + i)));
-            if (!bs) {
-                close = (size_t)(r - body);
+            if (body[k] == '"') {
+                close = k;
                 break;
             }
             escaped = 1;
-            i = (size_t)(bs - body) + 2; /* skip the escaped character */
+            i = k + 2; /* skip the escaped character */
         }
         if (!escaped && close - open - 1 >= min_len && value_position(body, open)) {
             int rc = push(l, open + 1, close - open - 1);

@@ -146,9 +146,11 @@ void mbx_oip_request_free(mbx_oip_request *req);
 mbx_shape mbx_oip_request_shape(const mbx_oip_request *req, int num_slots);
 
 /*
- * Allocates (zeroed) the result arrays req's outputs need: per_image for
+ * Allocates the result arrays req's outputs need: per_image for
  * per_image_loss, grad_loc / grad_conf for any dense or sparse gradient
- * output, roles for the sparse ones.  The scalar fields are zeroed.
+ * output, roles for the sparse ones.  The scalar fields, per_image and
+ * roles are zeroed; grad_loc and grad_conf are not (the core writes every
+ * element of them).
  * Release with mbx_oip_result_release (frees the arrays, zeroes *res;
  * safe on a zeroed or released result).  Returns 0 or MBX_E_OUT_OF_MEMORY
  * (then nothing stays allocated), MBX_E_SHAPE_OVERFLOW.

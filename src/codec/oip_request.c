@@ -581,12 +581,14 @@ int mbx_oip_result_alloc(const mbx_oip_request *req, mbx_result *res, mbx_detail
     if ((m & BIT(PER_IMAGE_LOSS)) &&
         !(res->per_image = mbx_codec_calloc((size_t)b->batch, sizeof *res->per_image)))
         goto fail;
-    /* The sparse forms are gathered from the dense arrays for now (see oip_response.c). */
+    /* The sparse forms are gathered from the dense arrays for now (see oip_response.c).
+     * Not zeroed: the core writes every element (runs of zeros included), and
+     * memory reused from an earlier request would be cleared for nothing. */
     if ((m & (BIT(GRAD_LOC) | BIT(GRAD_LOC_ROWS) | BIT(GRAD_LOC_VALUES))) &&
-        !(res->grad_loc = mbx_codec_calloc(BA * 4, sizeof(float))))
+        !(res->grad_loc = mbx_codec_malloc(BA * 4 * sizeof(float))))
         goto fail;
     if ((m & (BIT(GRAD_CONF) | BIT(GRAD_CONF_ROWS) | BIT(GRAD_CONF_VALUES))) &&
-        !(res->grad_conf = mbx_codec_calloc(BA * (size_t)b->num_classes, sizeof(float))))
+        !(res->grad_conf = mbx_codec_malloc(BA * (size_t)b->num_classes * sizeof(float))))
         goto fail;
     if ((m & (BIT(GRAD_LOC_ROWS) | BIT(GRAD_LOC_VALUES) | BIT(GRAD_CONF_ROWS) |
               BIT(GRAD_CONF_VALUES))) &&

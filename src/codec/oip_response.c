@@ -10,6 +10,7 @@
  * the computation (rows from mbx_result.roles); a core that wrote only
  * those rows would spare the dense arrays, which this layout allows later.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -220,14 +221,43 @@ missing:
                           mbx_oip_output_name(o));
 }
 
-/* The value as it travels: rounded to FP16 / BF16 for those datatypes. */
+/*
+ * FP16 / BF16 patterns of finite gradients, saturated: a gradient beyond the
+ * type's range (|g| >= 65520 for FP16, the core's FLT_MAX for BF16) rounds to
+ * infinity, which JSON data cannot carry (500 internal_error, found by
+ * fuzzing: tests/fuzz/regressions/oip/loss-beyond-float32-*); it becomes the
+ * largest finite value of its sign instead, in JSON and binary alike, as the
+ * core saturates its float32 gradients.  NaN patterns are left alone.
+ */
+static uint16_t f16_sat(uint16_t h)
+{
+    return (h & 0x7fffu) == 0x7c00u ? (uint16_t)((h & 0x8000u) | 0x7bffu) : h;
+}
+
+static uint16_t bf16_sat(uint16_t b)
+{
+    return (b & 0x7fffu) == 0x7f80u ? (uint16_t)((b & 0x8000u) | 0x7f7fu) : b;
+}
+
+/* The value as it travels: rounded to FP16 / BF16 (saturated) for those datatypes. */
 static float wire_value(float x, mbx_oip_dtype t)
 {
     if (t == MBX_OIP_FP16)
-        return mbx_f16_to_f32(mbx_f32_to_f16(x));
+        return mbx_f16_to_f32(f16_sat(mbx_f32_to_f16(x)));
     if (t == MBX_OIP_BF16)
-        return mbx_bf16_to_f32(mbx_f32_to_bf16(x));
+        return mbx_bf16_to_f32(bf16_sat(mbx_f32_to_bf16(x)));
     return x;
+}
+
+/* Saturates n little-endian FP16 (bf16 0) or BF16 (bf16 1) patterns at p in place. */
+static void saturate_halves(unsigned char *p, size_t n, int bf16)
+{
+    for (size_t k = 0; k < n; k++, p += 2) {
+        uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+        uint16_t s = bf16 ? bf16_sat(h) : f16_sat(h);
+        p[0] = (unsigned char)(s & 0xff);
+        p[1] = (unsigned char)(s >> 8);
+    }
 }
 
 /* Writes "data":[...] for a view; MBX_E_INTERNAL on a non-finite float. */
@@ -282,13 +312,32 @@ static const void *wire_bytes(const out_view *v, struct mbx_oip_response_storage
     void *p = own(s, *len);
     if (!p)
         return NULL;
-    if (v->dtype == MBX_OIP_FP16)
+    if (v->dtype == MBX_OIP_FP16) {
         mbx_store_f16(v->f, n, p);
-    else if (v->dtype == MBX_OIP_BF16)
+        saturate_halves(p, n, 0);
+    } else if (v->dtype == MBX_OIP_BF16) {
         mbx_store_bf16(v->f, n, p);
-    else
+        saturate_halves(p, n, 1);
+    } else {
         mbx_store_f32(v->f, n, p);
+    }
     return p;
+}
+
+/*
+ * float of a finite double, saturated at the largest finite float, as the
+ * core saturates its float gradients.  A finite loss beyond FLT_MAX (finite
+ * but extreme GT boxes, e.g. coordinates of 1e31 with an l2 loss) used to
+ * become infinity here, which JSON cannot carry: 500 internal_error.  Found
+ * by fuzzing, tests/fuzz/regressions/oip/loss-beyond-float32-*.
+ */
+static float f32_sat(double x)
+{
+    if (x > FLT_MAX)
+        return FLT_MAX;
+    if (x < -FLT_MAX)
+        return -FLT_MAX;
+    return (float)x;
 }
 
 static int render(const mbx_oip_request *req, const mbx_result *res, int force_json,
@@ -300,10 +349,10 @@ static int render(const mbx_oip_request *req, const mbx_result *res, int force_j
     sparse sp;
     int rc;
 
-    s->scalars[0] = (float)res->loss;
-    s->scalars[1] = (float)res->conf_loss;
-    s->scalars[2] = (float)res->loc_loss;
-    s->scalars[3] = (float)res->normalizer;
+    s->scalars[0] = f32_sat(res->loss);
+    s->scalars[1] = f32_sat(res->conf_loss);
+    s->scalars[2] = f32_sat(res->loc_loss);
+    s->scalars[3] = f32_sat(res->normalizer);
     s->counts[0] = (int32_t)res->num_positives;
     s->counts[1] = (int32_t)res->num_negatives;
     for (int k = 0; k < 4; k++) {
@@ -320,7 +369,7 @@ static int render(const mbx_oip_request *req, const mbx_result *res, int force_j
         if (!per_image)
             return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
         for (int64_t i = 0; i < b->batch; i++)
-            per_image[i] = (float)res->per_image[i].loss;
+            per_image[i] = f32_sat(res->per_image[i].loss);
     }
     rc = make_sparse(s, req, res, &sp, d);
     if (rc)

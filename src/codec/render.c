@@ -25,9 +25,10 @@ int mbx_result_alloc(const mbx_request *req, mbx_result *res, mbx_detail *detail
             goto oom;
     }
     if (req->outputs.gradients != MBX_GRAD_NONE) {
-        /* calloc: large blocks come as zero pages, written once by the core. */
-        res->grad_loc = mbx_codec_calloc(rows * 4, sizeof(float));
-        res->grad_conf = mbx_codec_calloc(rows * (size_t)b->num_classes, sizeof(float));
+        /* Not zeroed: the core writes every element (runs of zeros included),
+         * and memory reused from an earlier request would be cleared for nothing. */
+        res->grad_loc = mbx_codec_malloc(rows * 4 * sizeof(float));
+        res->grad_conf = mbx_codec_malloc(rows * (size_t)b->num_classes * sizeof(float));
         if (!res->grad_loc || !res->grad_conf)
             goto oom;
     }

@@ -418,15 +418,6 @@ static int fill_nested(const json_t *j, int level, const mbx_tensor_src *src, fl
     return 0;
 }
 
-static int check_finite(const float *v, int64_t count, const mbx_tensor_src *src, jpath *p,
-                        mbx_detail *detail)
-{
-    for (int64_t i = 0; i < count; i++)
-        if (!isfinite(v[i]))
-            return b64_value_error(src, i, 0, p, detail);
-    return 0;
-}
-
 static int host_is_little_endian(void)
 {
     const uint16_t one = 1;
@@ -448,21 +439,52 @@ static int fill_b64(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail 
     mbx_detail sub = {0, ""};
     int rc;
     if (src->dtype_size == 4) {
-        size_t bytes = (size_t)src->count * 4;
-        rc = mbx_base64_decode(src->b64, src->b64_len, dst, bytes, NULL, &sub);
-        if (rc)
-            return b64_error(rc, &sub, p, detail);
-        if (!host_is_little_endian()) {
-            unsigned char *u = (unsigned char *)dst;
-            for (size_t i = 0; i < bytes; i += 4) {
+        /*
+         * float32: decode 64 Ki characters (12288 floats) at a time straight
+         * into dst and check each chunk for NaN / infinity while it is in
+         * cache.  A bad character anywhere still wins over a non-finite
+         * value (400 before 422), so the first non-finite index is only
+         * remembered until the whole text has decoded.
+         */
+        enum { CHARS = 65536 };
+        const size_t bytes = (size_t)src->count * 4;
+        unsigned char *u = (unsigned char *)dst;
+        const int swap = !host_is_little_endian();
+        size_t done_chars = 0, at = 0;
+        int64_t bad = -1;
+        while (done_chars < src->b64_len) {
+            size_t chunk = src->b64_len - done_chars;
+            size_t got;
+            if (chunk > CHARS)
+                chunk = CHARS;
+            rc = mbx_base64_decode_part(src->b64 + done_chars, chunk, done_chars, u + at,
+                                        bytes - at, &got, &sub);
+            if (rc)
+                return b64_error(rc, &sub, p, detail);
+            if (done_chars + chunk < src->b64_len && got != chunk / 4 * 3) {
+                mbx_detail_set(&sub, MBX_E_BAD_BASE64, "misplaced '=' padding before offset %zu",
+                               done_chars + chunk);
+                return b64_error(MBX_E_BAD_BASE64, &sub, p, detail);
+            }
+            for (size_t i = at; swap && i + 4 <= at + got; i += 4) {
                 unsigned char t0 = u[i], t1 = u[i + 1];
                 u[i] = u[i + 3];
                 u[i + 1] = u[i + 2];
                 u[i + 2] = t1;
                 u[i + 3] = t0;
             }
+            if (bad < 0) {
+                int64_t first = (int64_t)(at / 4), n = (int64_t)((at + got) / 4) - first;
+                int64_t k = mbx_find_non_finite(dst + first, n);
+                if (k < n)
+                    bad = first + k;
+            }
+            done_chars += chunk;
+            at += got;
         }
-        return check_finite(dst, src->count, src, p, detail);
+        if (bad >= 0)
+            return b64_value_error(src, bad, 0, p, detail);
+        return 0;
     }
     /*
      * float64: decode 4096 characters (384 doubles) at a time into the

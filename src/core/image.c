@@ -107,16 +107,26 @@ static void select_listed(const mbx_loss *ctx, mbx_slot *slot, const float *conf
 
 /*
  * Hard negative mining of one image, 0 < k < E: marks k of the E eligible
- * anchors NEGATIVE.  Returns 0, or 1 when conf holds a NaN or infinity.
+ * anchors NEGATIVE.  Also checks the image's loc and conf for NaN and
+ * infinity (the softmax pass does it as it streams them): returns 0, 2 for
+ * a bad loc (reported first), 1 for a bad conf.
  *
- * Softmax first bounds every anchor's loss by [lb, lb + ln C] with lb = max z
- * - z_background (one cheap pass over the rows); with T_lb the k-th largest
- * lb, the true k-th largest loss is >= T_lb, so anchors whose upper bound is
- * below T_lb cannot be chosen and only the others get the full computation.
+ * Softmax first bounds every anchor's loss L by [lb, lb + ln C] with lb =
+ * max z - z_background, in one cheap pass over the rows.  Any k anchors give
+ * a lower bound of the k-th largest loss L_k (their k-th largest loss), and
+ * an anchor whose upper bound is below it cannot be chosen, so only the
+ * others get the full computation:
+ *  1. the histogram of lb gives `edge` <= the k-th largest lb; the set S1
+ *     of anchors with lb >= edge (at least k) gets its losses computed and
+ *     their k-th largest, lowered by the error bound of the fast values,
+ *     is T <= L_k;
+ *  2. anchors outside S1 with lb + ln C >= T (margins for float rounding)
+ *     are computed too; the rest are dropped.
  */
-static int mine(const mbx_loss *ctx, mbx_slot *slot, const float *conf, int64_t A, uint8_t *role,
-                int64_t k, int64_t target)
+static int mine(const mbx_loss *ctx, mbx_slot *slot, int64_t image, const float *conf, int64_t A,
+                uint8_t *role, int64_t k, int64_t target, int *zeroed)
 {
+    const float *loc = ctx->batch.loc + image * A * 4;
     const mbx_kernels *kern = &ctx->kern;
     int32_t *idx = slot->rows;
     float *val = slot->values;
@@ -124,32 +134,78 @@ static int mine(const mbx_loss *ctx, mbx_slot *slot, const float *conf, int64_t 
     if (ctx->kp.kind == MBX_CONF_SOFTMAX) {
         float *lb = slot->aux;
         uint32_t *hist = (uint32_t *)(void *)slot->rank; /* sized for it, see loss.c */
-        if (!kern->softmax_floor(&ctx->kp, conf, A, target, role, lb, hist))
+        /* This pass also zeroes the image's gradient blocks (see write_known). */
+        const mbx_result *res = ctx->result;
+        const int64_t C = ctx->kp.num_classes;
+        float *gc = res->grad_conf ? res->grad_conf + image * A * C : NULL;
+        float *gl = res->grad_loc ? res->grad_loc + image * A * 4 : NULL;
+        *zeroed = 1;
+        /*
+         * The pass also collects the anchors at or above the cut implied by
+         * this slot's previous edge less 20%: a guess, used only when it
+         * turns out low enough (the usual case), saving a pass over lb.
+         */
+        const double u = 0x1p-22; /* generous: each float rounding is within 2^-24 */
+        const double lnc = log((double)ctx->kp.num_classes) * (1.0 + u);
+        const double guess = 0.8 * slot->edge_hint;
+        const float collect =
+            guess > 0.0 ? nextafterf((float)((guess * (1.0 - u) - lnc) / (1.0 + u)), -INFINITY)
+                        : INFINITY;
+        int32_t *pending = slot->pending;
+        int64_t nlist = 0;
+        const int ok = kern->softmax_floor(&ctx->kp, conf, A, target, role, lb, hist, gc, gl, loc,
+                                           collect, pending, &nlist);
+        if (!(ok & MBX_FLOOR_LOC_OK))
+            return 2;
+        if (!(ok & MBX_FLOOR_CONF_OK))
             return 1;
-        /* T_lb: the lower edge of the bin holding the k-th largest lb (<= that lb). */
+        /* The lower edge of the bin holding the k-th largest lb. */
         int64_t bin = MBX_FLOOR_BINS - 1, above = 0;
         while (above + hist[bin] < k)
             above += hist[bin--];
         const uint32_t edge_bits = (uint32_t)bin << 19;
         float edge;
         memcpy(&edge, &edge_bits, sizeof edge);
-        const double u = 0x1p-22; /* generous: each float rounding is within 2^-24 */
-        const double tlb = edge;
-        const double lnc = log((double)ctx->kp.num_classes) * (1.0 + u);
-        /* Keep lb (1 + u) + ln C >= T_lb (1 - u): the anchor's loss may reach the k-th. */
-        const double cut = (tlb * (1.0 - u) - lnc) / (1.0 + u);
-        for (int64_t a = 0; a < A; a++) {
-            idx[n] = (int32_t)a;
-            n += role[a] == MBX_ROLE_NONE && (double)lb[a] >= cut;
+        slot->edge_hint = edge;
+        /*
+         * S1: lb >= edge.  pending: below the edge but above the cut that
+         * L_k >= edge alone implies, rounded down: a superset of step 2.
+         */
+        const float loose = nextafterf((float)((edge * (1.0 - u) - lnc) / (1.0 + u)), -INFINITY);
+        int64_t npend = 0;
+        if (collect <= loose) { /* the collected list holds both sets */
+            for (int64_t i = 0; i < nlist; i++) {
+                const int32_t a = pending[i];
+                if (lb[a] >= edge)
+                    idx[n++] = a;
+                else if (lb[a] >= loose)
+                    pending[npend++] = a;
+            }
+        } else {
+            kern->partition2(lb, A, edge, loose, idx, &n, pending, &npend);
         }
         if (n >= k) {
-            kern->rank_list(&ctx->kp, conf, idx, n, target, val, slot->aux);
+            kern->rank_list(&ctx->kp, conf, idx, n, target, val, slot->scratch);
+            double er, ea;
+            mbx_rank_bound(&ctx->kp, &er, &ea);
+            const double kth = mbx_kth_largest(val, n, k, (uint32_t *)(void *)slot->rank);
+            const double lk = fmax((kth - ea) / (1.0 + er), (double)edge); /* <= L_k */
+            /* Keep lb (1 + u) + ln C >= L_k (1 - u): the anchor's loss may reach L_k. */
+            const double cut = (lk * (1.0 - u) - lnc) / (1.0 + u);
+            const int64_t n1 = n;
+            for (int64_t i = 0; i < npend; i++) {
+                idx[n] = pending[i];
+                n += (double)lb[pending[i]] >= cut;
+            }
+            kern->rank_list(&ctx->kp, conf, idx + n1, n - n1, target, val + n1, slot->scratch);
             select_listed(ctx, slot, conf, role, idx, val, n, k, target);
             return 0;
         }
-        n = 0; /* cannot happen (the k largest lb are kept); rank everything */
+        n = 0; /* cannot happen (the bins above hold fewer than k); rank everything */
     }
-    if (!kern->rank(&ctx->kp, conf, A, target, slot->aux, slot->values))
+    if (ctx->kp.kind != MBX_CONF_SOFTMAX && !kern->finite(loc, A * 4))
+        return 2;
+    if (!kern->rank(&ctx->kp, conf, A, target, slot->aux, slot->scratch))
         return 1;
     for (int64_t a = 0; a < A; a++) {
         idx[n] = (int32_t)a;
@@ -160,6 +216,115 @@ static int mine(const mbx_loss *ctx, mbx_slot *slot, const float *conf, int64_t 
     return 0;
 }
 
+/* How many counted rows ahead the gradient unit prefetches. */
+#define PREFETCH_AHEAD 16
+
+/* Prefetches row p[n] for a read-modify-write. */
+static void prefetch_row(const float *p, int64_t n)
+{
+    const char *c = (const char *)p;
+    const int64_t bytes = n * (int64_t)sizeof(float);
+    for (int64_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(c + off, 1);
+    __builtin_prefetch(c + bytes - 1, 1);
+}
+
+/*
+ * rows[] = the anchors whose role counts (POSITIVE or NEGATIVE: ~2%), in
+ * increasing order; returns their number.  Roles 1 and 2 are the ones whose
+ * two low bits differ, so eight roles at a time are skipped when no byte has
+ * bit 0 ^ bit 1 set.
+ */
+static int64_t collect_counted(const uint8_t *role, int64_t A, int32_t *rows)
+{
+    int64_t n = 0, a = 0;
+    for (; a + 8 <= A; a += 8) {
+        uint64_t w;
+        memcpy(&w, role + a, sizeof w);
+        if (!((w ^ (w >> 1)) & 0x0101010101010101ull))
+            continue;
+        for (int64_t j = a; j < a + 8; j++) {
+            rows[n] = (int32_t)j;
+            n += role[j] == MBX_ROLE_POSITIVE || role[j] == MBX_ROLE_NEGATIVE;
+        }
+    }
+    for (; a < A; a++) {
+        rows[n] = (int32_t)a;
+        n += role[a] == MBX_ROLE_POSITIVE || role[a] == MBX_ROLE_NEGATIVE;
+    }
+    return n;
+}
+
+/*
+ * The part of the image's outputs phase 1 can write, in one pass over the
+ * rows in order (so the gradient stores stream): matches, roles, the zero
+ * rows of both gradient blocks (unless `zeroed`: softmax mining zeroed them
+ * while it streamed conf), and for every counted row its classification
+ * loss (summed into conf_sum) and its gradient before the 1/N that grad
+ * applies (N needs every image).  The conf rows are still in cache from
+ * mining, and zeroing in phase 1 overlaps with other threads' work.  The
+ * loc rows of positives are left to grad.
+ */
+static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, int zeroed)
+{
+    const mbx_result *res = ctx->result;
+    const mbx_config *cfg = &ctx->cfg;
+    const int64_t A = ctx->batch.num_anchors, C = ctx->batch.num_classes;
+    const float *conf = ctx->batch.conf + image * A * C;
+    const mbx_image_targets *t = &ctx->batch.targets[image];
+    const int32_t *match = ctx->match + image * A;
+    const uint8_t *role = ctx->role + image * A;
+    if (res->matches)
+        memcpy(res->matches + image * A, match, (size_t)A * sizeof *match);
+    if (res->roles)
+        memcpy(res->roles + image * A, role, (size_t)A);
+    float *gl = res->grad_loc ? res->grad_loc + image * A * 4 : NULL;
+    float *gc = res->grad_conf ? res->grad_conf + image * A * C : NULL;
+    int32_t *rows = slot->rows;
+    const int64_t n = collect_counted(role, A, rows);
+    double conf_sum = 0.0;
+    int64_t zl = 0, zc = 0; /* first row of the pending zero runs */
+    if (zeroed)
+        gc = gl = NULL; /* only the counted rows are left to write */
+    for (int64_t i = 0; i <= n; i++) {
+        const int64_t a = i < n ? rows[i] : A;
+        if (gc && zc < a)
+            memset(gc + zc * C, 0, (size_t)(a - zc) * (size_t)C * sizeof(float));
+        zc = a + 1;
+        if (gl && (a == A || role[a] == MBX_ROLE_POSITIVE)) {
+            if (zl < a)
+                memset(gl + zl * 4, 0, (size_t)(a - zl) * 4 * sizeof(float));
+            zl = a + 1;
+        }
+        if (a == A)
+            break;
+        if (i + PREFETCH_AHEAD < n) {
+            const float *ahead = conf + (int64_t)rows[i + PREFETCH_AHEAD] * C;
+            for (int64_t off = 0; off < C; off += 16)
+                __builtin_prefetch(ahead + off);
+            __builtin_prefetch(ahead + C - 1);
+        }
+        const int64_t target =
+            role[a] == MBX_ROLE_POSITIVE ? t->labels[match[a]] : cfg->background_label;
+        const float *z = conf + a * C;
+        float *grow = res->grad_conf ? res->grad_conf + (image * A + a) * C : NULL;
+        double lc = ctx->kern.row(&ctx->kp, z, target, 1.0f, grow);
+        if (ctx->exact_rows)
+            lc = mbx_row_loss_exact(&ctx->kp, z, target);
+        conf_sum += lc;
+    }
+    ctx->images[image].conf_sum = conf_sum;
+}
+
+/*
+ * Phase 1 of one image: matches, checks its loc and conf for NaN/infinity
+ * (the first bad value, loc before conf, is recorded in the image's state
+ * and nothing is written to the result but, maybe, zero gradient rows),
+ * mines, and leaves the image's match[] and role[] slices final (POSITIVE,
+ * NEGATIVE that counts, IGNORED, NONE) with the counts in its state; then
+ * writes what it can of the outputs (write_known).  Touches only that
+ * image's slices of the state and the result, and the slot's scratch.
+ */
 void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
 {
     const mbx_batch *b = &ctx->batch;
@@ -172,10 +337,6 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     uint8_t *role = ctx->role + image * A;
 
     memset(st, 0, sizeof *st);
-    if (!ctx->kern.finite(loc, A * 4)) {
-        fail(st, 0, loc, A * 4);
-        return;
-    }
 
     /* Ground truth of this image, difficult boxes dropped unless used. */
     const mbx_image_targets *t = &b->targets[image];
@@ -193,21 +354,38 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
         g->area = (box[2] - box[0]) * (box[3] - box[1]);
         g->index = j;
     }
-    const mbx_anchor_cols an = {A,          ctx->apad,  ctx->ax1,   ctx->ay1,
-                                ctx->ax2,   ctx->ay2,   ctx->aarea, ctx->bx1,
-                                ctx->by1,   ctx->bx2,   ctx->by2};
+    const mbx_anchor_cols an = {.count = A,
+                                .apad = ctx->apad,
+                                .x1 = ctx->ax1,
+                                .y1 = ctx->ay1,
+                                .x2 = ctx->ax2,
+                                .y2 = ctx->ay2,
+                                .area = ctx->aarea,
+                                .bx1 = ctx->bx1,
+                                .by1 = ctx->by1,
+                                .bx2 = ctx->bx2,
+                                .by2 = ctx->by2};
     int64_t E;
     const int64_t P = mbx_match_image(&ctx->kern, &an, slot->gts, n, cfg->bipartite,
                                       cfg->overlap_threshold, cfg->neg_overlap, &slot->match,
                                       match, role, &E);
     const int64_t k = negatives_wanted(cfg, P, E);
     const int64_t target = cfg->background_label;
+    int zeroed = 0; /* gradient blocks already zeroed by the mining pass */
     if (k > 0 && k < E) {
-        if (mine(ctx, slot, conf, A, role, k, target)) {
-            fail(st, 1, conf, A * C);
+        const int bad = mine(ctx, slot, image, conf, A, role, k, target, &zeroed);
+        if (bad) {
+            if (bad == 2)
+                fail(st, 0, loc, A * 4);
+            else
+                fail(st, 1, conf, A * C);
             return;
         }
     } else {
+        if (!ctx->kern.finite(loc, A * 4)) {
+            fail(st, 0, loc, A * 4);
+            return;
+        }
         if (!ctx->kern.finite(conf, A * C)) {
             fail(st, 1, conf, A * C);
             return;
@@ -219,6 +397,7 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     }
     st->num_positives = P;
     st->num_negatives = k;
+    write_known(ctx, image, slot, zeroed);
 }
 
 /* float of a finite double, saturated at the largest finite float. */
@@ -231,18 +410,13 @@ static float to_float_sat(double x)
     return (float)x;
 }
 
-/* How many counted rows ahead the gradient unit prefetches. */
-#define PREFETCH_AHEAD 8
-
-static void prefetch_row(const float *p, int64_t n)
-{
-    const char *c = (const char *)p;
-    const int64_t bytes = n * (int64_t)sizeof(float);
-    for (int64_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(c + off);
-    __builtin_prefetch(c + bytes - 1);
-}
-
+/*
+ * Phase 2 of one image (after reduce fixed N): scales its counted
+ * classification gradient rows by 1/N (float, as the kernels would have),
+ * and computes the localization loss of its positives (summed in anchor
+ * order into the image's state) and, when asked, their loc gradient rows.
+ * Touches only that image's slices and the slot's scratch.
+ */
 void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
 {
     const mbx_batch *b = &ctx->batch;
@@ -250,7 +424,6 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     const mbx_result *res = ctx->result;
     const int64_t A = b->num_anchors, C = b->num_classes;
     const float *loc = b->loc + image * A * 4;
-    const float *conf = b->conf + image * A * C;
     const int32_t *match = ctx->match + image * A;
     const uint8_t *role = ctx->role + image * A;
     const mbx_image_targets *t = &b->targets[image];
@@ -260,74 +433,32 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     const double lscale = cfg->alpha / ctx->normalizer;
     const float *alpha_loc = ctx->ciou_alpha_loc ? ctx->ciou_alpha_loc + image * A * 4 : NULL;
 
-    /*
-     * The rows that count, in order (positives and counted negatives: ~2%).
-     * Roles 1 and 2 are the ones whose two low bits differ, so eight roles
-     * at a time are skipped when no byte has bit 0 ^ bit 1 set.
-     */
     int32_t *rows = slot->rows;
-    int64_t n = 0, a = 0;
-    for (; a + 8 <= A; a += 8) {
-        uint64_t w;
-        memcpy(&w, role + a, sizeof w);
-        if (!((w ^ (w >> 1)) & 0x0101010101010101ull))
-            continue;
-        for (int64_t j = a; j < a + 8; j++) {
-            rows[n] = (int32_t)j;
-            n += role[j] == MBX_ROLE_POSITIVE || role[j] == MBX_ROLE_NEGATIVE;
-        }
-    }
-    for (; a < A; a++) {
-        rows[n] = (int32_t)a;
-        n += role[a] == MBX_ROLE_POSITIVE || role[a] == MBX_ROLE_NEGATIVE;
-    }
-
-    double conf_sum = 0.0, loc_sum = 0.0;
-    int64_t zl = 0, zc = 0; /* first row of the pending zero runs */
+    const int64_t n = collect_counted(role, A, rows);
+    double loc_sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n) {
             const int64_t ahead = rows[i + PREFETCH_AHEAD];
-            prefetch_row(conf + ahead * C, C);
+            if (gc)
+                prefetch_row(gc + ahead * C, C);
             __builtin_prefetch(loc + 4 * ahead);
         }
-        a = rows[i];
-        const int positive = role[a] == MBX_ROLE_POSITIVE;
-        const int64_t target = positive ? t->labels[match[a]] : cfg->background_label;
-        const float *z = conf + a * C;
-        float *grow = NULL;
+        const int64_t a = rows[i];
         if (gc) {
-            if (zc < a)
-                memset(gc + zc * C, 0, (size_t)(a - zc) * (size_t)C * sizeof(float));
-            grow = gc + a * C;
-            zc = a + 1;
+            float *g = gc + a * C;
+            for (int64_t c = 0; c < C; c++)
+                g[c] *= cscale;
         }
-        double lc = ctx->kern.row(&ctx->kp, z, target, cscale, grow);
-        if (ctx->exact_rows)
-            lc = mbx_row_loss_exact(&ctx->kp, z, target);
-        conf_sum += lc;
-        if (!positive)
+        if (role[a] != MBX_ROLE_POSITIVE)
             continue;
         double anchor[4], gt[4], g[4];
         mbx_anchor_box(ctx, a, anchor);
         mbx_box_to_xyxy(t->boxes + 4 * (int64_t)match[a], cfg->box_format, gt);
         loc_sum += mbx_loc_loss_grad(&ctx->lp, loc + 4 * a, anchor, gt, gl ? g : NULL,
                                      alpha_loc ? alpha_loc + 4 * a : NULL);
-        if (gl) {
-            if (zl < a)
-                memset(gl + zl * 4, 0, (size_t)(a - zl) * 4 * sizeof(float));
+        if (gl)
             for (int k = 0; k < 4; k++)
                 gl[4 * a + k] = to_float_sat(g[k] * lscale);
-            zl = a + 1;
-        }
     }
-    if (gc && zc < A)
-        memset(gc + zc * C, 0, (size_t)(A - zc) * (size_t)C * sizeof(float));
-    if (gl && zl < A)
-        memset(gl + zl * 4, 0, (size_t)(A - zl) * 4 * sizeof(float));
-    if (res->matches)
-        memcpy(res->matches + image * A, match, (size_t)A * sizeof *match);
-    if (res->roles)
-        memcpy(res->roles + image * A, role, (size_t)A);
-    ctx->images[image].conf_sum = conf_sum;
     ctx->images[image].loc_sum = loc_sum;
 }

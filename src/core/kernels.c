@@ -21,11 +21,27 @@
 #define KATTR
 #define KFMA(a, b, c) ((a) * (b) + (c))
 #define KVMAX(a, b) vmax(a, b)
+#define KANY4(m) any4_generic(m)
+#define KMASK8(m) mask8_generic(m)
+static inline int any4_generic(v4di m)
+{
+    return (m[0] | m[1] | m[2] | m[3]) != 0;
+}
+/* Bit l set where lane l of m is set. */
+static inline unsigned mask8_generic(v8si m)
+{
+    unsigned bits = 0;
+    for (int l = 0; l < 8; l++)
+        bits |= (unsigned)(m[l] & 1) << l;
+    return bits;
+}
 #include "kernels_impl.h"
 #undef KSUF
 #undef KATTR
 #undef KFMA
 #undef KVMAX
+#undef KANY4
+#undef KMASK8
 
 #ifdef MBX_HAVE_V3
 /* x86-64-v3 build: AVX2 with fused multiply-add in the polynomials. */
@@ -33,11 +49,15 @@
 #define KATTR __attribute__((target("avx2,fma")))
 #define KFMA(a, b, c) ((v8sf)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #define KVMAX(a, b) ((v8sf)_mm256_max_ps((__m256)(a), (__m256)(b))) /* = a > b ? a : b */
+#define KANY4(m) (!_mm256_testz_si256((__m256i)(m), (__m256i)(m)))
+#define KMASK8(m) ((unsigned)_mm256_movemask_ps((__m256)(m)))
 #include "kernels_impl.h"
 #undef KSUF
 #undef KATTR
 #undef KFMA
 #undef KVMAX
+#undef KANY4
+#undef KMASK8
 #endif
 
 void mbx_kernels_select(mbx_kernels *k, int force_generic)
@@ -47,24 +67,24 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
     k->softmax_floor = softmax_floor_generic;
     k->row = row_generic;
     k->finite = finite_generic;
-    k->iou_update = iou_update_generic;
+    k->iou_all = iou_all_generic;
     k->iou_row = iou_row_generic;
-    k->classify = classify_generic;
+    k->partition2 = partition2_generic;
     k->exp_array = exp_array_generic;
     k->log1p_array = log1p_array_generic;
     k->name = "generic";
 #ifdef MBX_HAVE_V3
     if (!force_generic) {
-        __builtin_cpu_init();
+        /* libgcc / compiler-rt fill the CPU model in a constructor: read-only here. */
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
             k->rank = rank_v3;
             k->rank_list = rank_list_v3;
             k->softmax_floor = softmax_floor_v3;
             k->row = row_v3;
             k->finite = finite_v3;
-            k->iou_update = iou_update_v3;
+            k->iou_all = iou_all_v3;
             k->iou_row = iou_row_v3;
-            k->classify = classify_v3;
+            k->partition2 = partition2_v3;
             k->exp_array = exp_array_v3;
             k->log1p_array = log1p_array_v3;
             k->name = "x86-64-v3";

@@ -1,12 +1,13 @@
 /*
- * kernels.h - the classification-loss kernels of the core (private): the
- * streaming pass that ranks negatives, the loss and gradient of one counted
- * row, and the exact double-precision reference used to settle the ranking.
+ * kernels.h - the vectorised kernels of the core (private): the passes
+ * over conf that bound and rank the negatives' losses, the loss and gradient
+ * of one counted row, the IoU passes and the threshold classification of
+ * matching, and the exact double-precision loss that settles the ranking.
  *
  * Two builds of the fast kernels exist on x86-64 (generic SSE2 and x86-64-v3
- * AVX2); mbx_kernels_select() picks one for the running CPU.  Kernels never
- * allocate, keep no state and read only whole rows they are given, so they
- * are thread-safe.
+ * AVX2 + FMA); mbx_kernels_select() picks one for the running CPU.  Kernels
+ * never allocate, keep no state and read only whole rows they are given, so
+ * they are thread-safe.
  */
 #ifndef MBX_CORE_KERNELS_H
 #define MBX_CORE_KERNELS_H
@@ -27,6 +28,8 @@ typedef struct mbx_kparams {
 
 #define MBX_ANCHOR_BLOCK 16 /* anchors per culling block */
 #define MBX_FLOOR_BINS 4096 /* histogram bins of softmax_floor: float bits 30..19 */
+#define MBX_FLOOR_CONF_OK 1
+#define MBX_FLOOR_LOC_OK 2
 
 /*
  * Anchors as double-precision xyxy columns, padded to apad (a multiple of
@@ -65,11 +68,16 @@ typedef struct mbx_kernels {
     /*
      * Softmax only: lb[a] = max_k z_k - z_target, a lower bound of the loss
      * (which is at most lb + ln C), for anchors with role[a] == MBX_ROLE_NONE,
-     * and -1 for the others; hist[MBX_FLOOR_BINS] counts the eligible lb by
-     * their float bits >> 19 (sign clear).  Returns 1 when all of conf is finite.
+     * and -infinity for the others; hist[MBX_FLOOR_BINS] counts the eligible
+     * lb by their float bits >> 19 (sign clear).  gc[A][C] and gl[A][4], when
+     * not NULL, are zeroed along the way, and loc[A][4], when not NULL, is
+     * checked too; list[A] gets the anchors with lb >= collect, increasing,
+     * *nlist of them.  Returns MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK for the
+     * parts that are all finite (a NULL loc counts as finite).
      */
     int (*softmax_floor)(const mbx_kparams *kp, const float *conf, int64_t A, int64_t target,
-                         const uint8_t *role, float *lb, uint32_t *hist);
+                         const uint8_t *role, float *lb, uint32_t *hist, float *gc, float *gl,
+                         const float *loc, float collect, int32_t *list, int64_t *nlist);
     /*
      * The loss of one row z[C] against `target`, float32-accurate (returned
      * in double); when grad is not NULL also writes grad[C] = scale * dloss/dz.
@@ -77,23 +85,26 @@ typedef struct mbx_kernels {
     double (*row)(const mbx_kparams *kp, const float *z, int64_t target, float scale,
                   float *grad);
     /*
-     * IoU of gt with every anchor, exactly as torchvision's box_iou(gt, anchors)
-     * in double; where it is strictly above best[a], sets best[a] and
-     * bestg[a] = gt->index.  Returns the lowest anchor index with the largest
-     * IoU (0 when gt overlaps no anchor) and that IoU in *value.
+     * IoU of every GT gts[0..n) (n >= 1) with every anchor, exactly as
+     * torchvision's box_iou in double, and the threshold step and ignore
+     * band: for a < an->count, match[a] = the first GT reaching the anchor's
+     * largest IoU and role POSITIVE where that IoU >= thr, else match -1
+     * and role IGNORED (IoU >= neg) or NONE.  gt_value[g] and gt_arg[g] get
+     * each GT's largest IoU and the lowest anchor reaching it (anchor 0
+     * when the GT overlaps none).  Returns the number of positives and sets
+     * *eligible to the number of NONE roles.  lane[8 n] is working space.
      */
-    int64_t (*iou_update)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *best,
-                          int64_t *bestg, double *value);
-    /* row[a] = IoU of gt with anchor a, for a < apad (same values as iou_update). */
+    int64_t (*iou_all)(const mbx_anchor_cols *an, const mbx_gt_box *gts, int64_t n, double thr,
+                       double neg, double *lane, double *gt_value, int64_t *gt_arg,
+                       int32_t *match, uint8_t *role, int64_t *eligible);
+    /* row[a] = IoU of gt with anchor a, for a < apad (same values as iou_all). */
     void (*iou_row)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *row);
     /*
-     * Threshold step and ignore band for anchors [0, count): match[a] =
-     * bestg[a] and role POSITIVE where best[a] >= thr; else match -1 and role
-     * IGNORED (best >= neg) or NONE.  Returns the number of positives and sets
-     * *eligible to the number of NONE roles.
+     * hi[] gets the indices a < A with v[a] >= top, lo[] those with bottom <=
+     * v[a] < top, both increasing; *nhi and *nlo their counts.
      */
-    int64_t (*classify)(const double *best, const int64_t *bestg, int64_t count, double thr,
-                        double neg, int32_t *match, uint8_t *role, int64_t *eligible);
+    void (*partition2)(const float *v, int64_t A, float top, float bottom, int32_t *hi,
+                       int64_t *nhi, int32_t *lo, int64_t *nlo);
     /* 1 when all n values are finite. */
     int (*finite)(const float *p, int64_t n);
     /* Test entry points: y = e^x (x <= 0) and y = ln(1 + x) (x >= 0), n % 8 == 0. */

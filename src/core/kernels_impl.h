@@ -1,8 +1,10 @@
 /*
- * kernels_impl.h - the bodies of the fast classification kernels, included
- * twice by kernels.c: once plain (generic SSE2) and once with the x86-64-v3
- * target attribute (AVX2).  Defines KSUF (name suffix) and KATTR (function
- * attribute) before inclusion.  Only kernels.c includes this file.
+ * kernels_impl.h - the bodies of the fast kernels (ranking and counted rows
+ * of the classification losses, IoU passes, the threshold classification),
+ * included twice by kernels.c: once plain (generic SSE2) and once with the
+ * x86-64-v3 target attribute (AVX2, FMA).  kernels.c defines KSUF (name
+ * suffix), KATTR (function attribute), KFMA and KVMAX before inclusion.
+ * Only kernels.c includes this file; nothing here allocates or keeps state.
  *
  * Row geometry: a row of C floats is read as C/8 full vectors at 8j plus, if
  * C % 8 != 0, one tail vector: for C >= 8 the last 8 floats of the row (its
@@ -14,10 +16,14 @@
 #define KFN(n) KCAT(n, KSUF)
 #define KINL MBX_INLINE KATTR
 
+#include "simd_ops_impl.h"
 #include "vmath_impl.h"
 
 #ifndef MBX_KERNELS_IMPL_COMMON
 #define MBX_KERNELS_IMPL_COMMON
+/* 0.0f, read through volatile so the compiler cannot fold it (see softmax_floor). */
+static const volatile float mbx_opaque_zero_source = 0.0f;
+#define mbx_opaque_zero (mbx_opaque_zero_source)
 typedef struct krow {
     int64_t C;
     int64_t nfull;    /* full vectors at offsets 8j */
@@ -81,12 +87,38 @@ KINL v8si KFN(target_mask)(int64_t col0, int64_t target)
 /* Negates the lanes of v where m is set. */
 KINL v8sf KFN(flip)(v8sf v, v8si m)
 {
-    return (v8sf)((v8si)v ^ (m & vset1i((int32_t)0x80000000u)));
+    return (v8sf)((v8si)v ^ (m & vset1i(INT32_MIN)));
 }
 
 KINL int KFN(all_zero)(v8sf acc)
 {
     return vhsumi(acc == vset1(0.0f)) == -8;
+}
+
+/* 1 when all n values are finite: v - v is 0 for them, NaN otherwise. */
+KATTR static int KFN(finite)(const float *p, int64_t n)
+{
+    v8sf acc = vset1(0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8sf v = vload(p + i);
+        acc += v - v;
+    }
+    int ok = KFN(all_zero)(acc);
+    for (; i < n; i++)
+        ok &= isfinite(p[i]) != 0;
+    return ok;
+}
+
+/*
+ * The passes over conf check finiteness cheaply by summing the values they
+ * load into `fin`: a NaN or infinity makes the sum non-finite.  So can an
+ * overflow of huge finite values, so a non-finite sum is confirmed by the
+ * exact check (rare).
+ */
+KINL int KFN(sum_finite)(v8sf fin)
+{
+    return KFN(all_zero)(fin - fin);
 }
 
 /* softplus pieces: l = ln(1 + e^-|x|), so softplus(x) = max(x, 0) + l. */
@@ -97,18 +129,18 @@ KINL v8sf KFN(softplus_tail)(v8sf x)
 
 /* ---------------------------------------------------------------- ranking */
 
-/* Row maximum of z (softmax); adds v - v of every value to *fin (NaN if any is not finite). */
-KINL float KFN(row_max)(const krow *g, const float *z, v8sf *fin)
+/* Row maximum of z (softmax); adds the row's values to *fin (see sum_finite). */
+KINL float KFN(row_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
 {
     v8sf mx = vset1(-FLT_MAX);
     for (int64_t j = 0; j < g->nfull; j++) {
         v8sf v = vload(z + 8 * j);
-        *fin += v - v;
+        *fin += v;
         mx = KVMAX(mx, v);
     }
     if (g->tail) {
         v8sf vt = KFN(tail_load)(g, z, -FLT_MAX);
-        *fin += vt - vt;
+        *fin += vand(tmask, vt);
         mx = KVMAX(mx, vt);
     }
     return vhmax(mx);
@@ -165,42 +197,78 @@ KATTR static int KFN(rank_softmax)(const mbx_kparams *kp, const float *conf, int
     v8sf fin = vset1(0.0f);
     for (int64_t a = 0; a < A; a++) {
         const float *z = conf + a * g.C;
-        const float m = KFN(row_max)(&g, z, &fin);
+        const float m = KFN(row_max)(&g, tmask, z, &fin);
         rank[a] = KFN(row_rest)(&g, tmask, z, m);
         scratch[a] = m - z[target];
     }
     KFN(add_log1p)(rank, scratch, A);
-    return KFN(all_zero)(fin);
+    return KFN(sum_finite)(fin) || KFN(finite)(conf, A * g.C);
 }
 
 /*
  * Softmax lower bound: lb[a] = m - z_t (<= the loss <= lb + ln C) for the
- * anchors with role NONE, -1 for the others, and hist[] (MBX_FLOOR_BINS
+ * anchors with role NONE, -infinity for the others, and hist[] (MBX_FLOOR_BINS
  * counters, zeroed here) of the eligible lb by their float bits >> 19.
- * Returns 1 when all of conf is finite.
+ * When gc / gl are not NULL, also zeroes row a of gc[A][C] and gl[A][4] as
+ * it goes, and when loc is not NULL checks its rows too: all the image's
+ * traffic streams in one pass.  list[] gets the anchors with lb >= collect,
+ * increasing (*nlist of them).  Returns MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK
+ * for the parts that are finite (loc NULL counts as finite).
  */
 KATTR static int KFN(softmax_floor)(const mbx_kparams *kp, const float *conf, int64_t A,
                                     int64_t target, const uint8_t *role, float *lb,
-                                    uint32_t *hist)
+                                    uint32_t *hist, float *gc, float *gl, const float *loc,
+                                    float collect, int32_t *list, int64_t *nlist)
 {
+    int64_t nl = 0;
     krow g;
     krow_init(&g, kp->num_classes);
+    const v8si tmask = KFN(tail_mask)(&g);
     v8sf fin = vset1(0.0f);
+    v4sf lfin = {0.0f, 0.0f, 0.0f, 0.0f};
+    /* A zero the compiler cannot see, or it turns each row's stores into a memset call. */
+    const v8sf zero = vset1(mbx_opaque_zero);
     memset(hist, 0, MBX_FLOOR_BINS * sizeof *hist);
     for (int64_t a = 0; a < A; a++) {
+        if (loc) {
+            v4sf l;
+            memcpy(&l, loc + 4 * a, sizeof l);
+            lfin += l;
+        }
         const float *z = conf + a * g.C;
-        const float m = KFN(row_max)(&g, z, &fin);
+        const float m = KFN(row_max)(&g, tmask, z, &fin);
         float v = m - z[target];
         if (role[a] == MBX_ROLE_NONE) {
             uint32_t bits;
             memcpy(&bits, &v, sizeof bits);
             hist[(bits >> 19) & (MBX_FLOOR_BINS - 1)]++; /* v >= 0: sign bit clear */
         } else {
-            v = -1.0f;
+            v = -INFINITY;
         }
         lb[a] = v;
+        list[nl] = (int32_t)a;
+        nl += v >= collect;
+        if (gc) {
+            float *row = gc + a * g.C;
+            for (int64_t j = 0; j < g.nfull; j++)
+                vstore(row + 8 * j, zero);
+            if (g.tail)
+                KFN(tail_store)(&g, row, zero);
+        }
+        if (gl) {
+            static const float zero4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            memcpy(gl + 4 * a, zero4, sizeof zero4);
+        }
     }
-    return KFN(all_zero)(fin);
+    *nlist = nl;
+    int ok = 0;
+    if (KFN(sum_finite)(fin) || KFN(finite)(conf, A * g.C))
+        ok |= MBX_FLOOR_CONF_OK;
+    lfin = lfin - lfin;
+    if (!loc || (lfin[0] == 0.0f && lfin[1] == 0.0f && lfin[2] == 0.0f && lfin[3] == 0.0f) ||
+        KFN(finite)(loc, A * 4))
+        ok |= MBX_FLOOR_LOC_OK;
+    return ok;
 }
 
 /* Sigmoid loss of one row: sum of softplus(x), x = -z on the target column, z elsewhere. */
@@ -210,13 +278,13 @@ KINL float KFN(sigmoid_rank_row)(const krow *g, v8si tmask, v8si ttail, const fl
     v8sf acc = vset1(0.0f);
     for (int64_t j = 0; j < g->nfull; j++) {
         v8sf v = vload(z + 8 * j);
-        *fin += v - v;
+        *fin += v;
         v8sf x = KFN(flip)(v, KFN(target_mask)(8 * j, target));
         acc += KVMAX(x, vset1(0.0f)) + KFN(softplus_tail)(x);
     }
     if (g->tail) {
         v8sf v = KFN(tail_load)(g, z, 0.0f);
-        *fin += v - v;
+        *fin += v;
         v8sf x = KFN(flip)(v, ttail);
         acc += vand(tmask, KVMAX(x, vset1(0.0f)) + KFN(softplus_tail)(x));
     }
@@ -244,13 +312,13 @@ KINL float KFN(focal_rank_row)(const krow *g, v8si tmask, v8si ttail, const floa
     v8sf acc = vset1(0.0f);
     for (int64_t j = 0; j < g->nfull; j++) {
         v8sf v = vload(z + 8 * j);
-        *fin += v - v;
+        *fin += v;
         v8si t = KFN(target_mask)(8 * j, target);
         acc += KFN(focal_term)(KFN(flip)(v, t), t, al, ga);
     }
     if (g->tail) {
         v8sf v = KFN(tail_load)(g, z, 0.0f);
-        *fin += v - v;
+        *fin += v;
         acc += vand(tmask, KFN(focal_term)(KFN(flip)(v, ttail), ttail, al, ga));
     }
     return vhsum(acc);
@@ -270,9 +338,15 @@ KATTR static int KFN(rank_list)(const mbx_kparams *kp, const float *conf, const 
     const v8sf al = vset1(kp->focal_alpha_f), ga = vset1(kp->focal_gamma_f);
     v8sf fin = vset1(0.0f);
     for (int64_t i = 0; i < n; i++) {
+        if (i + 8 < n) { /* the listed rows are scattered: fetch ahead */
+            const char *p = (const char *)(conf + (int64_t)idx[i + 8] * g.C);
+            for (int64_t off = 0; off < g.C * (int64_t)sizeof(float); off += 64)
+                __builtin_prefetch(p + off);
+            __builtin_prefetch(p + g.C * (int64_t)sizeof(float) - 1);
+        }
         const float *z = conf + (int64_t)idx[i] * g.C;
         if (kp->kind == MBX_CONF_SOFTMAX) {
-            const float m = KFN(row_max)(&g, z, &fin);
+            const float m = KFN(row_max)(&g, tmask, z, &fin);
             out[i] = KFN(row_rest)(&g, tmask, z, m);
             scratch[i] = m - z[target];
         } else if (kp->kind == MBX_CONF_SIGMOID) {
@@ -283,7 +357,12 @@ KATTR static int KFN(rank_list)(const mbx_kparams *kp, const float *conf, const 
     }
     if (kp->kind == MBX_CONF_SOFTMAX)
         KFN(add_log1p)(out, scratch, n);
-    return KFN(all_zero)(fin);
+    if (KFN(sum_finite)(fin))
+        return 1;
+    for (int64_t i = 0; i < n; i++)
+        if (!KFN(finite)(conf + (int64_t)idx[i] * g.C, g.C))
+            return 0;
+    return 1;
 }
 
 KATTR static int KFN(rank)(const mbx_kparams *kp, const float *conf, int64_t A, int64_t target,
@@ -299,11 +378,11 @@ KATTR static int KFN(rank)(const mbx_kparams *kp, const float *conf, int64_t A, 
     case MBX_CONF_SIGMOID:
         for (int64_t a = 0; a < A; a++)
             rank[a] = KFN(sigmoid_rank_row)(&g, tmask, ttail, conf + a * g.C, target, &fin);
-        return KFN(all_zero)(fin);
+        return KFN(sum_finite)(fin) || KFN(finite)(conf, A * g.C);
     case MBX_CONF_FOCAL:
         for (int64_t a = 0; a < A; a++)
             rank[a] = KFN(focal_rank_row)(&g, tmask, ttail, conf + a * g.C, target, al, ga, &fin);
-        return KFN(all_zero)(fin);
+        return KFN(sum_finite)(fin) || KFN(finite)(conf, A * g.C);
     default:
         return KFN(rank_softmax)(kp, conf, A, target, rank, scratch);
     }
@@ -452,136 +531,251 @@ KATTR static double KFN(row)(const mbx_kparams *kp, const float *z, int64_t targ
     }
 }
 
-KATTR static int KFN(finite)(const float *p, int64_t n)
-{
-    v8sf acc = vset1(0.0f);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8sf v = vload(p + i);
-        acc += v - v;
-    }
-    int ok = KFN(all_zero)(acc);
-    for (; i < n; i++)
-        ok &= isfinite(p[i]) != 0;
-    return ok;
-}
 
 /* ------------------------------------------------------------------- IoU */
+
+/*
+ * The anchor columns and one GT box in registers: stores through best[]
+ * could alias the structs, so the loops below read them once, here.
+ */
+typedef struct KFN(iou_ctx) {
+    const double *x1, *y1, *x2, *y2, *area, *bx1, *by1, *bx2, *by2;
+    double gx1, gy1, gx2, gy2;
+    v4df vx1, vy1, vx2, vy2, varea;
+} KFN(iou_ctx);
+
+KINL void KFN(iou_ctx_init)(KFN(iou_ctx) *c, const mbx_anchor_cols *an, const mbx_gt_box *gt)
+{
+    c->x1 = an->x1;
+    c->y1 = an->y1;
+    c->x2 = an->x2;
+    c->y2 = an->y2;
+    c->area = an->area;
+    c->bx1 = an->bx1;
+    c->by1 = an->by1;
+    c->bx2 = an->bx2;
+    c->by2 = an->by2;
+    c->gx1 = gt->x1;
+    c->gy1 = gt->y1;
+    c->gx2 = gt->x2;
+    c->gy2 = gt->y2;
+    c->vx1 = vset1d(gt->x1);
+    c->vy1 = vset1d(gt->y1);
+    c->vx2 = vset1d(gt->x2);
+    c->vy2 = vset1d(gt->y2);
+    c->varea = vset1d(gt->area);
+}
+
+/*
+ * Intersection and union of 4 anchors with one GT as torchvision's box_iou:
+ * wh = clamp(rb - lt, 0), inter = w h, union = area_gt + area_anchor - inter.
+ * Returns 0 (and leaves the outputs) when no lane intersects.
+ */
+KINL int KFN(inter4)(const KFN(iou_ctx) *c, int64_t a, v4df *inter, v4df *uni)
+{
+    v4df w = vmind(vloadd(c->x2 + a), c->vx2) - vmaxd(vloadd(c->x1 + a), c->vx1);
+    v4df h = vmind(vloadd(c->y2 + a), c->vy2) - vmaxd(vloadd(c->y1 + a), c->vy1);
+    w = vmaxd(w, vset1d(0.0));
+    h = vmaxd(h, vset1d(0.0));
+    const v4df in = w * h;
+    if (!KANY4(in > vset1d(0.0)))
+        return 0;
+    *inter = in;
+    *uni = (c->varea + vloadd(c->area + a)) - in;
+    return 1;
+}
+
+/* inter4 without the early exit (one branch less where most lanes intersect). */
+KINL void KFN(inter4_all)(const KFN(iou_ctx) *c, int64_t a, v4df *inter, v4df *uni)
+{
+    v4df w = vmind(vloadd(c->x2 + a), c->vx2) - vmaxd(vloadd(c->x1 + a), c->vx1);
+    v4df h = vmind(vloadd(c->y2 + a), c->vy2) - vmaxd(vloadd(c->y1 + a), c->vy1);
+    w = vmaxd(w, vset1d(0.0));
+    h = vmaxd(h, vset1d(0.0));
+    *inter = w * h;
+    *uni = (c->varea + vloadd(c->area + a)) - *inter;
+}
 
 /*
  * IoU of 4 anchors with one GT as torchvision's box_iou: wh = clamp(rb - lt, 0),
  * inter = w h, union = area_gt + area_anchor - inter, iou = inter / union.
  * Returns 0 without computing the IoU when no lane intersects (all IoUs 0).
  */
-KINL int KFN(iou4)(const mbx_anchor_cols *an, int64_t a, const mbx_gt_box *gt, v4df *iou)
+KINL int KFN(iou4)(const KFN(iou_ctx) *c, int64_t a, v4df *iou)
 {
-    v4df w = vmind(vloadd(an->x2 + a), vset1d(gt->x2)) - vmaxd(vloadd(an->x1 + a), vset1d(gt->x1));
-    v4df h = vmind(vloadd(an->y2 + a), vset1d(gt->y2)) - vmaxd(vloadd(an->y1 + a), vset1d(gt->y1));
-    w = vmaxd(w, vset1d(0.0));
-    h = vmaxd(h, vset1d(0.0));
-    v4df inter = w * h;
-    v4di hit = inter > vset1d(0.0);
-    if (!(hit[0] | hit[1] | hit[2] | hit[3]))
+    v4df inter, uni;
+    if (!KFN(inter4)(c, a, &inter, &uni))
         return 0;
-    v4df uni = (vset1d(gt->area) + vloadd(an->area + a)) - inter;
     *iou = inter / uni;
     return 1;
 }
 
-/* 1 when gt cannot overlap any anchor of block blk (disjoint from its bounds). */
-KINL int KFN(block_misses)(const mbx_anchor_cols *an, int64_t blk, const mbx_gt_box *gt)
+/* 1 when the GT cannot overlap any anchor of block blk (disjoint from its bounds). */
+KINL int KFN(block_misses)(const KFN(iou_ctx) *c, int64_t blk)
 {
-    return an->bx2[blk] <= gt->x1 || an->bx1[blk] >= gt->x2 || an->by2[blk] <= gt->y1 ||
-           an->by1[blk] >= gt->y2;
+    return c->bx2[blk] <= c->gx1 || c->bx1[blk] >= c->gx2 || c->by2[blk] <= c->gy1 ||
+           c->by1[blk] >= c->gy2;
 }
 
-KATTR static int64_t KFN(iou_update)(const mbx_anchor_cols *an, const mbx_gt_box *gt,
-                                     double *best, int64_t *bestg, double *value)
+/*
+ * Every GT against every anchor, anchors outside and GTs inside, so the
+ * anchor columns stream once per image (not once per GT): for each block of
+ * MBX_ANCHOR_BLOCK anchors, each anchor's best IoU and its GT start at
+ * (0, gts[0].index) in registers, each GT whose box meets the block's bounds
+ * updates them, and the block is classified at once (threshold step and
+ * ignore band).  lane[] (8 x n doubles of caller scratch) keeps each GT's
+ * per-lane maximum and its anchor.
+ */
+KATTR static int64_t KFN(iou_all)(const mbx_anchor_cols *an, const mbx_gt_box *gts, int64_t n,
+                                  double thr, double neg, double *lane, double *gt_value,
+                                  int64_t *gt_arg, int32_t *match, uint8_t *role,
+                                  int64_t *eligible)
 {
-    const v4di gidx = vset1l(gt->index);
-    v4df lane_max = vset1d(0.0);
-    v4di lane_arg = vset1l(0);
+    const double floor = neg; /* best IoUs below neg_overlap (<= thr) change nothing */
+    const v4df vfloor = vset1d(floor);
+    const v4df vthr = vset1d(thr), vneg = vset1d(neg);
+    const int64_t count = an->count;
+    v4di npos = vset1l(0), nelig = vset1l(0);
+    const v4df shrink = vset1d(1.0 - 0x1p-50);
+    for (int64_t g = 0; g < n; g++) {
+        vstored(lane + 8 * g, vset1d(0.0));
+        vstorel((int64_t *)(void *)(lane + 8 * g + 4), vset1l(0));
+    }
+    const v4di first = vset1l(gts[0].index);
+    const v4di iota = {0, 1, 2, 3};
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
     for (int64_t blk = 0; blk < nblk; blk++) {
-        if (KFN(block_misses)(an, blk, gt))
-            continue; /* IoU 0 everywhere: nothing can change */
-        for (int64_t a = blk * MBX_ANCHOR_BLOCK; a < (blk + 1) * MBX_ANCHOR_BLOCK; a += 4) {
-            v4df iou;
-            if (!KFN(iou4)(an, a, gt, &iou))
-                continue; /* all 0: nothing can change */
-            const v4di idx = vset1l(a) + (v4di){0, 1, 2, 3};
-            v4df b = vloadd(best + a);
-            v4di up = iou > b;
-            vstored(best + a, vblendd(up, iou, b));
-            vstorel(bestg + a, vblendl(up, gidx, vloadl(bestg + a)));
-            v4di better = iou > lane_max; /* strict: each lane keeps its first maximum */
-            lane_max = vblendd(better, iou, lane_max);
-            lane_arg = vblendl(better, idx, lane_arg);
+        const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+        v4df b[MBX_ANCHOR_BLOCK / 4];
+        v4di bg[MBX_ANCHOR_BLOCK / 4];
+        for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+            b[v] = vset1d(0.0);
+            bg[v] = first;
+        }
+        for (int64_t g = 0; g < n; g++) {
+            const mbx_gt_box *gt = &gts[g];
+            if (an->bx2[blk] <= gt->x1 || an->bx1[blk] >= gt->x2 || an->by2[blk] <= gt->y1 ||
+                an->by1[blk] >= gt->y2)
+                continue; /* IoU 0 with the whole block */
+            KFN(iou_ctx) c;
+            KFN(iou_ctx_init)(&c, an, gt);
+            const v4di gidx = vset1l(gt->index);
+            v4df lmax = vloadd(lane + 8 * g);
+            v4di larg = vloadl((const int64_t *)(const void *)(lane + 8 * g + 4));
+            int touched = 0;
+            for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+                const int64_t a = a0 + 4 * v;
+                v4df inter, uni;
+                KFN(inter4_all)(&c, a, &inter, &uni);
+                /*
+                 * The division only where it can matter: iou >= min(floor,
+                 * the lane's maximum so far), tested as inter >= tau uni
+                 * (1 - 2^-50), which every lane with fl(inter / uni) >= tau
+                 * passes.  best[] stays exact wherever it reaches floor.
+                 */
+                const v4df tau = vmind(vfloor, lmax);
+                const v4di need = (inter > vset1d(0.0)) & (inter >= tau * uni * shrink);
+                if (!KANY4(need))
+                    continue;
+                const v4df iou = vblendd(need, inter / uni, vset1d(-1.0));
+                const v4di up = iou > b[v];
+                b[v] = vblendd(up, iou, b[v]);
+                bg[v] = vblendl(up, gidx, bg[v]);
+                const v4di better = iou > lmax; /* strict: each lane keeps its first maximum */
+                lmax = vblendd(better, iou, lmax);
+                larg = vblendl(better, vset1l(a) + iota, larg);
+                touched = 1;
+            }
+            if (touched) {
+                vstored(lane + 8 * g, lmax);
+                vstorel((int64_t *)(void *)(lane + 8 * g + 4), larg);
+            }
+        }
+        /* Threshold step and ignore band; the bipartite step overrides later. */
+        for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+            const int64_t a = a0 + 4 * v;
+            const v4di pos = b[v] >= vthr;
+            const v4di ign = ~pos & (b[v] >= vneg);
+            const v4di m = vblendl(pos, bg[v], vset1l(-1));
+            const v4di r = (pos & vset1l(MBX_ROLE_POSITIVE)) | (ign & vset1l(MBX_ROLE_IGNORED));
+            if (a + 4 <= count) {
+                const v4si m32 = __builtin_convertvector(m, v4si);
+                const v4qu r8 = __builtin_convertvector(r, v4qu);
+                memcpy(match + a, &m32, sizeof m32);
+                memcpy(role + a, &r8, sizeof r8);
+                npos -= pos;
+                nelig -= ~(pos | ign);
+            } else {
+                for (int l = 0; l < 4 && a + l < count; l++) {
+                    match[a + l] = (int32_t)m[l];
+                    role[a + l] = (uint8_t)r[l];
+                    npos[l] -= pos[l];
+                    nelig[l] -= ~(pos[l] | ign[l]);
+                }
+            }
         }
     }
-    double v = lane_max[0];
-    int64_t arg = lane_arg[0];
-    for (int l = 1; l < 4; l++)
-        if (lane_max[l] > v || (lane_max[l] == v && lane_arg[l] < arg)) {
-            v = lane_max[l];
-            arg = lane_arg[l];
-        }
-    *value = v;
-    return arg;
+    *eligible = nelig[0] + nelig[1] + nelig[2] + nelig[3];
+    for (int64_t g = 0; g < n; g++) {
+        const v4df lmax = vloadd(lane + 8 * g);
+        const v4di larg = vloadl((const int64_t *)(const void *)(lane + 8 * g + 4));
+        double v = lmax[0];
+        int64_t arg = larg[0];
+        for (int l = 1; l < 4; l++)
+            if (lmax[l] > v || (lmax[l] == v && larg[l] < arg)) {
+                v = lmax[l];
+                arg = larg[l];
+            }
+        gt_value[g] = v;
+        gt_arg[g] = arg;
+    }
+    return npos[0] + npos[1] + npos[2] + npos[3];
 }
 
 KATTR static void KFN(iou_row)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *row)
 {
+    KFN(iou_ctx) c;
+    KFN(iou_ctx_init)(&c, an, gt);
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
-        if (KFN(block_misses)(an, blk, gt)) {
-            for (int64_t a = a0; a < a0 + MBX_ANCHOR_BLOCK; a += 4)
-                vstored(row + a, vset1d(0.0));
-            continue;
-        }
+        const int miss = KFN(block_misses)(&c, blk);
         for (int64_t a = a0; a < a0 + MBX_ANCHOR_BLOCK; a += 4) {
             v4df iou = vset1d(0.0);
-            KFN(iou4)(an, a, gt, &iou);
+            if (!miss)
+                KFN(iou4)(&c, a, &iou);
             vstored(row + a, iou);
         }
     }
 }
 
-KATTR static int64_t KFN(classify)(const double *best, const int64_t *bestg, int64_t count,
-                                   double thr, double neg, int32_t *match, uint8_t *role,
-                                   int64_t *eligible)
+/*
+ * Appends to hi[] the anchors a < A with v[a] >= top and to lo[] those with
+ * bottom <= v[a] < top, in increasing order; returns the counts in *nhi and
+ * *nlo.  Eight values per step, then one pass over the set bits.
+ */
+KATTR static void KFN(partition2)(const float *v, int64_t A, float top, float bottom,
+                                  int32_t *hi, int64_t *nhi, int32_t *lo, int64_t *nlo)
 {
-    v4di npos = vset1l(0), nelig = vset1l(0);
-    int64_t a = 0;
-    for (; a + 4 <= count; a += 4) {
-        const v4df b = vloadd(best + a);
-        const v4di pos = b >= vset1d(thr);
-        const v4di ign = ~pos & (b >= vset1d(neg));
-        const v4di m = vblendl(pos, vloadl(bestg + a), vset1l(-1));
-        const v4di r = (pos & vset1l(MBX_ROLE_POSITIVE)) | (ign & vset1l(MBX_ROLE_IGNORED));
-        npos -= pos;
-        nelig -= ~(pos | ign);
-        for (int l = 0; l < 4; l++) {
-            match[a + l] = (int32_t)m[l];
-            role[a + l] = (uint8_t)r[l];
-        }
+    int64_t n1 = 0, n2 = 0, a = 0;
+    for (; a + 8 <= A; a += 8) {
+        const v8sf x = vload(v + a);
+        const v8si m1 = x >= vset1(top);
+        const v8si m2 = ~m1 & (x >= vset1(bottom));
+        unsigned b1 = KMASK8(m1), b2 = KMASK8(m2);
+        for (; b1; b1 &= b1 - 1)
+            hi[n1++] = (int32_t)(a + __builtin_ctz(b1));
+        for (; b2; b2 &= b2 - 1)
+            lo[n2++] = (int32_t)(a + __builtin_ctz(b2));
     }
-    int64_t P = npos[0] + npos[1] + npos[2] + npos[3];
-    int64_t E = nelig[0] + nelig[1] + nelig[2] + nelig[3];
-    for (; a < count; a++) {
-        if (best[a] >= thr) {
-            match[a] = (int32_t)bestg[a];
-            role[a] = MBX_ROLE_POSITIVE;
-            P++;
-        } else {
-            match[a] = -1;
-            role[a] = best[a] >= neg ? MBX_ROLE_IGNORED : MBX_ROLE_NONE;
-            E += role[a] == MBX_ROLE_NONE;
-        }
+    for (; a < A; a++) {
+        if (v[a] >= top)
+            hi[n1++] = (int32_t)a;
+        else if (v[a] >= bottom)
+            lo[n2++] = (int32_t)a;
     }
-    *eligible = E;
-    return P;
+    *nhi = n1;
+    *nlo = n2;
 }
 
 /* Test entry points: the vector functions over arrays (n a multiple of 8). */
@@ -597,6 +791,23 @@ KATTR static void KFN(log1p_array)(const float *x, float *y, int64_t n)
         vstore(y + i, KFN(vlog1p)(vload(x + i)));
 }
 
+#undef vloadd
+#undef vstored
+#undef vloadl
+#undef vstorel
+#undef vblendd
+#undef vblendl
+#undef vmaxd
+#undef vmind
+#undef vload
+#undef vstore
+#undef vblend
+#undef vand
+#undef vmax
+#undef vabs
+#undef vhmax
+#undef vhsum
+#undef vhsumi
 #undef KCAT2
 #undef KCAT
 #undef KFN

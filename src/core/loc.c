@@ -106,7 +106,8 @@ static double ciou_alpha(const double b[4], const double g[4])
     const double inter = (yk2 > yk1 && xk2 > xk1) ? (xk2 - xk1) * (yk2 - yk1) : 0.0;
     const double uni = (b[2] - b[0]) * (b[3] - b[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter;
     const double iou = inter / (uni + IOU_EPS);
-    const double dv = aspect_angle(g[2] - g[0], g[3] - g[1]) - aspect_angle(b[2] - b[0], b[3] - b[1]);
+    const double dv =
+        aspect_angle(g[2] - g[0], g[3] - g[1]) - aspect_angle(b[2] - b[0], b[3] - b[1]);
     const double v = (4.0 / (PI_D * PI_D)) * dv * dv;
     return v / (1.0 - iou + v + IOU_EPS);
 }

@@ -5,6 +5,7 @@
  * the test hooks of loss_impl.h.  No I/O, no globals; after mbx_loss_new()
  * nothing here allocates.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static size_t place(layout *l, int64_t count, size_t elem)
 /* Offsets of everything mbx_loss_new() carves; the same function sizes and assigns. */
 typedef struct offsets {
     size_t ax1, ay1, ax2, ay2, aarea, bx1, by1, bx2, by2, match, role, images, slots;
-    size_t best, bestg, row, taken, gt_value, gt_arg, gt_done, gts, rank, values, aux, candidates, rows;
+    size_t row, taken, gt_value, gt_arg, gt_done, gts, lane;
+    size_t rank, values, aux, scratch, candidates, rows, pending;
     size_t slot_size, first_slot;
 } offsets;
 
@@ -60,20 +62,21 @@ static int plan(const mbx_shape *s, int64_t apad, offsets *o, size_t *total)
     o->slots = place(&l, s->num_slots, sizeof(mbx_slot));
     /* One slot's scratch, relative to the slot's base. */
     layout ls = {0, 0};
-    o->best = place(&ls, apad, sizeof(double));
-    o->bestg = place(&ls, apad, sizeof(int64_t));
     o->row = place(&ls, apad, sizeof(double));
     o->taken = place(&ls, A, sizeof(uint8_t));
     o->gt_value = place(&ls, G, sizeof(double));
     o->gt_arg = place(&ls, G, sizeof(int64_t));
     o->gt_done = place(&ls, G, sizeof(uint8_t));
     o->gts = place(&ls, G, sizeof(mbx_gt_box));
+    o->lane = place(&ls, G, 8 * sizeof(double));
     /* rank also holds softmax_floor's histogram. */
     o->rank = place(&ls, A > MBX_FLOOR_BINS ? A : MBX_FLOOR_BINS, sizeof(float));
     o->values = place(&ls, A, sizeof(float));
     o->aux = place(&ls, A, sizeof(float));
+    o->scratch = place(&ls, A, sizeof(float));
     o->candidates = place(&ls, A, sizeof(mbx_candidate));
     o->rows = place(&ls, A, sizeof(int32_t));
+    o->pending = place(&ls, A, sizeof(int32_t));
     place(&ls, 0, 1); /* round the slot up to the alignment */
     o->slot_size = ls.size;
     const size_t first_slot = place(&l, 0, 1);
@@ -145,19 +148,21 @@ int mbx_loss_new(mbx_loss **out, const mbx_config *cfg, const mbx_shape *shape, 
     unsigned char *sb = base + o.first_slot;
     for (int s = 0; s < shape->num_slots; s++, sb += o.slot_size) {
         mbx_slot *sl = &ctx->slots[s];
-        sl->match.best = (double *)(sb + o.best);
-        sl->match.bestg = (int64_t *)(sb + o.bestg);
         sl->match.row = (double *)(sb + o.row);
         sl->match.taken = sb + o.taken;
         sl->match.gt_value = (double *)(sb + o.gt_value);
         sl->match.gt_arg = (int64_t *)(sb + o.gt_arg);
         sl->match.gt_done = sb + o.gt_done;
         sl->gts = (mbx_gt_box *)(sb + o.gts);
+        sl->match.lane = (double *)(sb + o.lane);
         sl->rank = (float *)(sb + o.rank);
         sl->values = (float *)(sb + o.values);
         sl->aux = (float *)(sb + o.aux);
+        sl->scratch = (float *)(sb + o.scratch);
         sl->candidates = (mbx_candidate *)(sb + o.candidates);
         sl->rows = (int32_t *)(sb + o.rows);
+        sl->pending = (int32_t *)(sb + o.pending);
+        sl->edge_hint = 0.0f;
     }
     mbx_kernels_select(&ctx->kern, 0);
     ctx->kp.kind = cfg->conf_loss;
@@ -215,6 +220,61 @@ static int check_box(const float *in, mbx_box_format fmt, double out[4], mbx_det
     return 0;
 }
 
+/*
+ * Converts the anchors to the context's double xyxy columns and the bounds
+ * of each block of MBX_ANCHOR_BLOCK anchors.  One branch-free pass checks
+ * them all; only when one is bad does check_box() find and describe the
+ * first.  Returns 0 or the error of that anchor.
+ */
+static int load_anchors(mbx_loss *ctx, const mbx_batch *b, mbx_detail *detail)
+{
+    const int64_t A = b->num_anchors;
+    const int cxcywh = b->anchors_format == MBX_BOX_CXCYWH;
+    int bad = 0;
+    for (int64_t a = 0; a < A; a++) {
+        const float *p = b->anchors + 4 * a;
+        double box[4];
+        mbx_box_to_xyxy(p, b->anchors_format, box);
+        const int finite = (fabsf(p[0]) <= FLT_MAX) & (fabsf(p[1]) <= FLT_MAX) &
+                           (fabsf(p[2]) <= FLT_MAX) & (fabsf(p[3]) <= FLT_MAX);
+        const int sized = cxcywh ? (p[2] > 0.0f) & (p[3] > 0.0f) : 1;
+        bad |= !(finite & sized & (box[2] > box[0]) & (box[3] > box[1]));
+        ctx->ax1[a] = box[0];
+        ctx->ay1[a] = box[1];
+        ctx->ax2[a] = box[2];
+        ctx->ay2[a] = box[3];
+        ctx->aarea[a] = (box[2] - box[0]) * (box[3] - box[1]);
+    }
+    if (bad) {
+        for (int64_t a = 0; a < A; a++) {
+            double box[4];
+            int rc =
+                check_box(b->anchors + 4 * a, b->anchors_format, box, detail, (long long)a, -1);
+            if (rc)
+                return rc;
+        }
+    }
+    for (int64_t a = A; a < ctx->apad; a++)
+        ctx->ax1[a] = ctx->ay1[a] = ctx->ax2[a] = ctx->ay2[a] = ctx->aarea[a] = 0.0;
+    /* Bounds of each block of anchors (padding left out). */
+    for (int64_t blk = 0; blk < ctx->apad / MBX_ANCHOR_BLOCK; blk++) {
+        const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+        const int64_t a1 = a0 + MBX_ANCHOR_BLOCK < A ? a0 + MBX_ANCHOR_BLOCK : A;
+        double x1 = ctx->ax1[a0], y1 = ctx->ay1[a0], x2 = ctx->ax2[a0], y2 = ctx->ay2[a0];
+        for (int64_t a = a0 + 1; a < a1; a++) {
+            x1 = ctx->ax1[a] < x1 ? ctx->ax1[a] : x1;
+            y1 = ctx->ay1[a] < y1 ? ctx->ay1[a] : y1;
+            x2 = ctx->ax2[a] > x2 ? ctx->ax2[a] : x2;
+            y2 = ctx->ay2[a] > y2 ? ctx->ay2[a] : y2;
+        }
+        ctx->bx1[blk] = x1;
+        ctx->by1[blk] = y1;
+        ctx->bx2[blk] = x2;
+        ctx->by2[blk] = y2;
+    }
+    return 0;
+}
+
 #define SHAPE_ERR(...) mbx_detail_set(detail, MBX_E_SHAPE_MISMATCH, __VA_ARGS__)
 #define ARG_ERR(...) mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -247,35 +307,9 @@ static int validate_and_load(mbx_loss *ctx, const mbx_batch *b, mbx_detail *deta
     if (rc)
         return rc;
 
-    const int64_t A = b->num_anchors;
-    for (int64_t a = 0; a < A; a++) {
-        double box[4];
-        rc = check_box(b->anchors + 4 * a, b->anchors_format, box, detail, (long long)a, -1);
-        if (rc)
-            return rc;
-        ctx->ax1[a] = box[0];
-        ctx->ay1[a] = box[1];
-        ctx->ax2[a] = box[2];
-        ctx->ay2[a] = box[3];
-        ctx->aarea[a] = (box[2] - box[0]) * (box[3] - box[1]);
-    }
-    for (int64_t a = A; a < ctx->apad; a++)
-        ctx->ax1[a] = ctx->ay1[a] = ctx->ax2[a] = ctx->ay2[a] = ctx->aarea[a] = 0.0;
-    /* Bounds of each block of anchors (padding left out; blocks of padding only stay empty). */
-    for (int64_t blk = 0; blk < ctx->apad / MBX_ANCHOR_BLOCK; blk++) {
-        double x1 = INFINITY, y1 = INFINITY, x2 = -INFINITY, y2 = -INFINITY;
-        const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
-        for (int64_t a = a0; a < a0 + MBX_ANCHOR_BLOCK && a < A; a++) {
-            x1 = fmin(x1, ctx->ax1[a]);
-            y1 = fmin(y1, ctx->ay1[a]);
-            x2 = fmax(x2, ctx->ax2[a]);
-            y2 = fmax(y2, ctx->ay2[a]);
-        }
-        ctx->bx1[blk] = x1;
-        ctx->by1[blk] = y1;
-        ctx->bx2[blk] = x2;
-        ctx->by2[blk] = y2;
-    }
+    rc = load_anchors(ctx, b, detail);
+    if (rc)
+        return rc;
 
     for (int64_t i = 0; i < b->batch; i++) {
         const mbx_image_targets *t = &b->targets[i];
@@ -471,10 +505,9 @@ void mbx_loss_test_set_exact_rows(mbx_loss *loss, int on)
     loss->exact_rows = on;
 }
 
-int mbx_loss_test_force_generic(mbx_loss *loss, int on)
+void mbx_loss_test_force_generic(mbx_loss *loss, int on)
 {
     mbx_kernels_select(&loss->kern, on);
-    return 0;
 }
 
 void mbx_loss_test_set_ciou_alpha_loc(mbx_loss *loss, const float *loc)

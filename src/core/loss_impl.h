@@ -40,12 +40,15 @@ typedef struct mbx_candidate {
 /* Scratch of one slot: whatever one running unit needs. */
 typedef struct mbx_slot {
     mbx_match_work match;
-    mbx_gt_box *gts;          /* [max_boxes] */
-    float *rank;              /* [A] selection scratch */
-    float *values;            /* [A] ranking losses of the listed anchors */
-    float *aux;               /* [A] lower bounds, full ranking, kernel scratch */
-    mbx_candidate *candidates; /* [A] */
-    int32_t *rows;             /* [A] anchors that count, in order */
+    mbx_gt_box *gts;           /* [max_boxes] */
+    float *rank;               /* [max(A, MBX_FLOOR_BINS)] histogram, selection keys */
+    float *values;             /* [A] ranking losses of the listed anchors */
+    float *aux;                /* [A] lower bounds or full ranking */
+    float *scratch;            /* [A] kernel scratch */
+    mbx_candidate *candidates; /* [A] anchors settled with the exact loss */
+    int32_t *rows;             /* [A] listed anchors (match); counted rows (grad) */
+    int32_t *pending;          /* [A] anchors that may still be listed */
+    float edge_hint;           /* mining's last edge: a guess for the next image */
 } mbx_slot;
 
 struct mbx_loss {
@@ -74,13 +77,21 @@ struct mbx_loss {
     mbx_detail error_detail;
 
     /* Test hooks (tests/core only). */
-    int exact_rows;            /* 1: per-anchor classification losses in libm double */
+    int exact_rows;              /* 1: per-anchor classification losses in libm double */
     const float *ciou_alpha_loc; /* [B][A][4] or NULL: loc that sets CIoU's alpha */
 };
 
-/* Test hooks: exact double-precision classification losses; generic kernels. */
+/*
+ * Test hooks (tests/core and tools only; hidden in the shared library), to
+ * be called between batches: exact_rows computes the per-anchor
+ * classification losses with libm in double (for finite differences);
+ * force_generic selects the generic kernels even on an AVX2 CPU (0 goes
+ * back to the best ones); ciou_alpha_loc names a [B][A][4] loc whose decoded
+ * boxes set CIoU's alpha (frozen for finite differences), NULL for the
+ * normal rule; kernel_name is "x86-64-v3" or "generic".
+ */
 void mbx_loss_test_set_exact_rows(mbx_loss *loss, int on);
-int mbx_loss_test_force_generic(mbx_loss *loss, int on); /* returns 0; re-selects kernels */
+void mbx_loss_test_force_generic(mbx_loss *loss, int on);
 void mbx_loss_test_set_ciou_alpha_loc(mbx_loss *loss, const float *loc);
 const char *mbx_loss_test_kernel_name(const mbx_loss *loss);
 

@@ -85,17 +85,14 @@ int64_t mbx_match_image(const mbx_kernels *k, const mbx_anchor_cols *an, const m
         *eligible = A;
         return 0;
     }
-    /* IoU 0 with every GT means best 0 with the first GT, as torch's argmax. */
-    for (int64_t a = 0; a < an->apad; a++) {
-        w->best[a] = 0.0;
-        w->bestg[a] = gts[0].index;
-    }
-    for (int64_t g = 0; g < n; g++)
-        w->gt_arg[g] = k->iou_update(an, &gts[g], w->best, w->bestg, &w->gt_value[g]);
-
-    /* Threshold step and ignore band for every anchor; the bipartite step overrides. */
+    /*
+     * The threshold step and ignore band for every anchor, and the GTs' best
+     * anchors; the bipartite step overrides.  IoU 0 with every GT means best
+     * 0 with the first GT, as torch's argmax.
+     */
     int64_t E;
-    int64_t P = k->classify(w->best, w->bestg, A, overlap_threshold, neg_overlap, match, role, &E);
+    int64_t P = k->iou_all(an, gts, n, overlap_threshold, neg_overlap, w->lane, w->gt_value,
+                           w->gt_arg, match, role, &E);
     if (mode == MBX_BIPARTITE_PER_GT) {
         /* Each GT's best anchor, later GTs winning a shared anchor. */
         for (int64_t g = 0; g < n; g++)

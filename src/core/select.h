@@ -11,7 +11,7 @@
  * untouched, scratch[n] is working space.  Linear time: a three-round radix
  * selection on the order-preserving integer image of the floats (11 + 11 +
  * 10 bits), each round counting only the values left in the bucket that
- * holds the answer.
+ * holds the answer; small arrays use a quickselect on the same keys.
  */
 float mbx_kth_largest(const float *v, int64_t n, int64_t k, uint32_t *scratch);
 

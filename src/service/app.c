@@ -5,10 +5,11 @@
  * and start the HTTP thread, log the bound address, then fill the anchor
  * cache on the workers; /readyz turns 200 when that is done.  The main
  * thread runs the libuv loop: the pool's queue, the heartbeat /livez
- * watches, and SIGTERM/SIGINT through uv_signal (no work in a signal
- * handler).  Drain: /readyz turns 503 at once, the listening socket stops
- * accepting, requests already received are answered, then the loop ends
- * and the process exits 0; after --drain-timeout it exits 1 regardless.
+ * watches (which also gives free memory back once idle, memory.c), and
+ * SIGTERM/SIGINT through uv_signal (no work in a signal handler).  Drain:
+ * /readyz turns 503 at once, the listening socket stops accepting,
+ * requests already received are answered, then the loop ends and the
+ * process exits 0; after --drain-timeout it exits 1 regardless.
  */
 #include "app.h"
 
@@ -20,6 +21,7 @@
 
 #include "anchor_cache.h"
 #include "log.h"
+#include "memory.h"
 #include "metrics.h"
 #include "pool.h"
 #include "routes.h"
@@ -58,6 +60,7 @@ static void on_heartbeat(uv_timer_t *t)
 {
     svc_app *app = t->data;
     atomic_store(&app->heartbeat_ns, svc_now_ns());
+    svc_memory_tick(svc_pool_admitted(app->pool) == 0 && svc_server_in_flight(app->server) == 0);
 }
 
 static void on_drain_poll(uv_timer_t *t)
@@ -168,6 +171,7 @@ int svc_app_run(const svc_config *cfg)
     snprintf(workers, sizeof workers, "%d", cfg->workers);
     setenv("UV_THREADPOOL_SIZE", workers, 1);
     signal(SIGPIPE, SIG_IGN);
+    svc_memory_init();
 
     int nlabels = svc_app_handler_count();
     if (nlabels > (int)(sizeof labels / sizeof labels[0]))

@@ -17,6 +17,7 @@
 #define MAX_WORKERS 1024
 #define MAX_QUEUE_DEPTH 1000000
 #define MAX_BODY_LIMIT ((uint64_t)1 << 40) /* 1 TiB */
+#define MAX_CONNECTIONS 1000000
 
 typedef enum opt_id {
     OPT_LISTEN,
@@ -27,6 +28,13 @@ typedef enum opt_id {
     OPT_REQUEST_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_FORMAT,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_CONNECTIONS_PER_IP,
+    OPT_HEADER_TIMEOUT,
+    OPT_AUTH_TOKEN_FILE,
+    OPT_AUTH_HEALTH,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
     OPT_PROBE,
     OPT_HELP,
     OPT_VERSION,
@@ -36,11 +44,13 @@ typedef enum opt_id {
 typedef struct opt_def {
     const char *flag;  /* without the leading dashes */
     const char *env;   /* environment twin, NULL for none */
-    int takes_value;
+    int takes_value;   /* 0: a switch, whose twin holds true/false */
 } opt_def;
 
 /* --probe, --help and --version have no twin: a twin would turn every
- * process started in that environment into a probe. */
+ * process started in that environment into a probe.  There is no
+ * --auth-token flag: a command line is readable by every local user
+ * (/proc/PID/cmdline); the token comes from a file or MULTIBOX_AUTH_TOKEN. */
 static const opt_def opts[OPT_COUNT] = {
     [OPT_LISTEN] = {"listen", "MULTIBOX_LISTEN", 1},
     [OPT_WORKERS] = {"workers", "MULTIBOX_WORKERS", 1},
@@ -50,6 +60,13 @@ static const opt_def opts[OPT_COUNT] = {
     [OPT_REQUEST_TIMEOUT] = {"request-timeout", "MULTIBOX_REQUEST_TIMEOUT", 1},
     [OPT_DRAIN_TIMEOUT] = {"drain-timeout", "MULTIBOX_DRAIN_TIMEOUT", 1},
     [OPT_LOG_FORMAT] = {"log-format", "MULTIBOX_LOG_FORMAT", 1},
+    [OPT_MAX_CONNECTIONS] = {"max-connections", "MULTIBOX_MAX_CONNECTIONS", 1},
+    [OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "MULTIBOX_MAX_CONNECTIONS_PER_IP", 1},
+    [OPT_HEADER_TIMEOUT] = {"header-timeout", "MULTIBOX_HEADER_TIMEOUT", 1},
+    [OPT_AUTH_TOKEN_FILE] = {"auth-token-file", "MULTIBOX_AUTH_TOKEN_FILE", 1},
+    [OPT_AUTH_HEALTH] = {"auth-health", "MULTIBOX_AUTH_HEALTH", 0},
+    [OPT_TLS_CERT] = {"tls-cert", "MULTIBOX_TLS_CERT", 1},
+    [OPT_TLS_KEY] = {"tls-key", "MULTIBOX_TLS_KEY", 1},
     [OPT_PROBE] = {"probe", NULL, 1},
     [OPT_HELP] = {"help", NULL, 0},
     [OPT_VERSION] = {"version", NULL, 0},
@@ -102,6 +119,9 @@ void svc_config_default(svc_config *cfg)
     cfg->request_timeout_s = 60;
     cfg->drain_timeout_s = 30;
     cfg->log_format = SVC_LOG_TEXT;
+    cfg->max_connections = 1024;
+    cfg->max_connections_per_ip = 0;
+    cfg->header_timeout_s = 0; /* resolved to the request timeout after parsing */
 }
 
 int svc_parse_size(const char *s, uint64_t *out)
@@ -220,6 +240,30 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* A switch's environment twin: 1, 0, or -1 when not a boolean. */
+static int parse_bool(const char *s)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(s, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(s, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Copies a file path option; "" and over-long paths are refused. */
+static int set_path(char *dst, const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n >= SVC_PATH_MAX)
+        return -1;
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -264,17 +308,50 @@ static int apply(svc_config *cfg, opt_id id, const char *v, const char *where, c
         return 0;
     }
     case OPT_REQUEST_TIMEOUT:
+    case OPT_HEADER_TIMEOUT:
     case OPT_DRAIN_TIMEOUT: {
         double d;
-        if (svc_parse_duration(v, &d) || (id == OPT_REQUEST_TIMEOUT && d <= 0))
+        int positive = id != OPT_DRAIN_TIMEOUT;
+        if (svc_parse_duration(v, &d) || (positive && d <= 0))
             return fail(err, errlen,
                         "%s: invalid value '%s' (expected a duration such as 60, 60s, "
                         "500ms, 2m%s)",
-                        where, v, id == OPT_REQUEST_TIMEOUT ? "; > 0" : "");
+                        where, v, positive ? "; > 0" : "");
         if (id == OPT_REQUEST_TIMEOUT)
             cfg->request_timeout_s = d;
+        else if (id == OPT_HEADER_TIMEOUT)
+            cfg->header_timeout_s = d;
         else
             cfg->drain_timeout_s = d;
+        return 0;
+    }
+    case OPT_MAX_CONNECTIONS:
+        if (parse_int(v, 1, MAX_CONNECTIONS, &cfg->max_connections))
+            return fail(err, errlen, "%s: invalid value '%s' (expected 1..%d)", where, v,
+                        MAX_CONNECTIONS);
+        return 0;
+    case OPT_MAX_CONNECTIONS_PER_IP:
+        if (parse_int(v, 0, MAX_CONNECTIONS, &cfg->max_connections_per_ip))
+            return fail(err, errlen, "%s: invalid value '%s' (expected 0..%d; 0: no limit)",
+                        where, v, MAX_CONNECTIONS);
+        return 0;
+    case OPT_AUTH_TOKEN_FILE:
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY: {
+        char *dst = id == OPT_AUTH_TOKEN_FILE ? cfg->auth_token_file
+                    : id == OPT_TLS_CERT      ? cfg->tls_cert_file
+                                              : cfg->tls_key_file;
+        if (set_path(dst, v))
+            return fail(err, errlen, "%s: invalid file name (empty or longer than %d bytes)",
+                        where, SVC_PATH_MAX - 1);
+        return 0;
+    }
+    case OPT_AUTH_HEALTH: {
+        int b = *v ? parse_bool(v) : 1; /* the flag itself carries no value */
+        if (b < 0)
+            return fail(err, errlen, "%s: invalid value '%s' (expected true or false)", where,
+                        v);
+        cfg->auth_health = b;
         return 0;
     }
     case OPT_LOG_FORMAT:
@@ -352,6 +429,22 @@ int svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, size_t e
         if (apply(cfg, (opt_id)k, v, where, err, errlen) != 0)
             return -1;
     }
+
+    /* Combinations. */
+    const char *tok = getenv(SVC_ENV_AUTH_TOKEN);
+    cfg->auth_token_env = tok && *tok;
+    if (cfg->auth_token_env && cfg->auth_token_file[0])
+        return fail(err, errlen,
+                    "both a token file (--auth-token-file or MULTIBOX_AUTH_TOKEN_FILE) and "
+                    "%s are set: give the token one way",
+                    SVC_ENV_AUTH_TOKEN);
+    if (cfg->auth_health && !cfg->auth_token_env && !cfg->auth_token_file[0])
+        return fail(err, errlen,
+                    "--auth-health needs a token (--auth-token-file or %s)", SVC_ENV_AUTH_TOKEN);
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0])
+        return fail(err, errlen, "--tls-cert and --tls-key go together: give both or neither");
+    if (cfg->header_timeout_s <= 0)
+        cfg->header_timeout_s = cfg->request_timeout_s;
     return 0;
 }
 
@@ -377,6 +470,22 @@ void svc_config_usage(FILE *out)
           "                              (MULTIBOX_DRAIN_TIMEOUT, default 30s)\n"
           "  --log-format text|json      format of the log lines on stderr\n"
           "                              (MULTIBOX_LOG_FORMAT, default text)\n"
+          "  --max-connections N         open connections at most; more are refused\n"
+          "                              (MULTIBOX_MAX_CONNECTIONS, default 1024)\n"
+          "  --max-connections-per-ip N  open connections per client address, 0: no limit\n"
+          "                              (MULTIBOX_MAX_CONNECTIONS_PER_IP, default 0)\n"
+          "  --header-timeout DURATION   a request's line and headers must arrive within\n"
+          "                              this (MULTIBOX_HEADER_TIMEOUT, default: the\n"
+          "                              request timeout)\n"
+          "  --auth-token-file FILE      require 'Authorization: Bearer TOKEN', TOKEN read\n"
+          "                              from FILE (MULTIBOX_AUTH_TOKEN_FILE); or put the\n"
+          "                              token itself in MULTIBOX_AUTH_TOKEN\n"
+          "  --auth-health               every path needs the token: also health,\n"
+          "                              readiness, metrics and /openapi.yaml\n"
+          "                              (MULTIBOX_AUTH_HEALTH=true|false, default false)\n"
+          "  --tls-cert FILE             serve HTTPS with this PEM certificate chain\n"
+          "                              (MULTIBOX_TLS_CERT; needs --tls-key)\n"
+          "  --tls-key FILE              the PEM private key (MULTIBOX_TLS_KEY)\n"
           "  --probe URL                 GET http://HOST:PORT/PATH, exit 0 on a 2xx, else 1\n"
           "                              (the container health check)\n"
           "  --help                      this text\n"

@@ -13,6 +13,11 @@
 
 #include "log.h"
 
+struct svc_auth;
+struct svc_tls;
+
+#define SVC_PATH_MAX 1024
+
 typedef struct svc_config {
     char listen_host[256];        /* IPv4/IPv6 literal or host name, no brackets */
     int listen_port;              /* 0..65535; 0 picks an ephemeral port */
@@ -25,7 +30,26 @@ typedef struct svc_config {
     svc_log_format log_format;
     int help, version;            /* --help / --version asked */
     char probe_url[1024];         /* --probe URL, "" when not asked */
+
+    /* Hardening. */
+    int max_connections;          /* 1..1000000 open connections (capped by RLIMIT_NOFILE) */
+    int max_connections_per_ip;   /* 0 (no limit)..1000000 */
+    double header_timeout_s;      /* > 0: a request line and headers must arrive within it */
+    char auth_token_file[SVC_PATH_MAX]; /* "" when not given */
+    int auth_token_env;           /* 1 when MULTIBOX_AUTH_TOKEN holds the token */
+    int auth_health;              /* 1: health and metrics need the token too */
+    char tls_cert_file[SVC_PATH_MAX]; /* PEM certificate chain, "" for plain HTTP */
+    char tls_key_file[SVC_PATH_MAX];  /* PEM private key, "" for plain HTTP */
+
+    /* Loaded from the files above by main.c after parsing (svc_auth_load,
+     * svc_tls_load); NULL when not configured.  Owned by main.c, read-only
+     * while the service runs. */
+    const struct svc_auth *auth;
+    const struct svc_tls *tls;
 } svc_config;
+
+/* The environment variable that may hold the bearer token itself. */
+#define SVC_ENV_AUTH_TOKEN "MULTIBOX_AUTH_TOKEN"
 
 /* Fills cfg with the documented defaults (workers = usable CPU count). */
 void svc_config_default(svc_config *cfg);
@@ -33,7 +57,9 @@ void svc_config_default(svc_config *cfg);
 /*
  * Parses argv (argv[0] skipped) over the environment twins and the
  * defaults.  Accepts "--flag value" and "--flag=value".  Returns 0, or -1
- * with a one-line message in err (cfg then partly written).
+ * with a one-line message in err (cfg then partly written).  Files named
+ * by flags are not opened here (see auth.h, tls.h); only their presence
+ * and combinations are checked.  The token itself is never copied into cfg.
  */
 int svc_config_parse(svc_config *cfg, int argc, char **argv, char *err, size_t errlen);
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "multibox/multibox.h"
 #include "pool.h"
 #include "routes.h"
@@ -44,6 +45,8 @@ svc_request *svc_request_new(svc_app *app, struct MHD_Connection *conn, const ch
     r->conn = conn;
     r->t_start_ns = svc_now_ns();
     snprintf(r->method, sizeof r->method, "%s", method ? method : "");
+    /* Under /v2 every error, routed or not, has the protocol's own body. */
+    r->response.v2 = strncmp(r->path, "/v2", 3) == 0 && (r->path[3] == '\0' || r->path[3] == '/');
     svc_router_match(svc_routes, svc_route_count, method ? method : "", r->path, &r->match);
     if (r->match.route >= 0) {
         r->route = &svc_routes[r->match.route];
@@ -147,6 +150,8 @@ void svc_request_begin(svc_request *r)
     r->state = SVC_REQ_BODY;
     r->limit = NO_BODY_LIMIT;
 
+    if (svc_auth_reject(r)) /* 401: a token is configured, and missing or wrong */
+        return;
     if (!r->route) {
         svc_request_fail(r, MBX_E_NOT_FOUND, "no such path: %s", r->path);
         return;
@@ -175,6 +180,9 @@ void svc_request_begin(svc_request *r)
                        : app->cfg.max_body_bytes;
     } else if (r->body_kind == SVC_BODY_BINARY) {
         r->limit = app->cfg.max_body_bytes;
+    } else if (r->body_kind == SVC_BODY_OIP) {
+        if (svc_oip_begin(r) != 0)
+            return; /* answered */
     }
     if (r->has_length && r->content_length > r->limit) {
         svc_request_fail(r, MBX_E_PAYLOAD_TOO_LARGE,
@@ -224,7 +232,7 @@ void svc_request_data(svc_request *r, const char *data, size_t n)
         }
         if (cap < r->body_len + n)
             cap = r->body_len + n;
-        char *p = realloc(r->body, cap);
+        char *p = realloc(r->body, r->body_offset + cap);
         if (!p) {
             free(r->body);
             r->body = NULL;
@@ -238,7 +246,7 @@ void svc_request_data(svc_request *r, const char *data, size_t n)
         r->body = p;
         r->body_cap = cap;
     }
-    memcpy(r->body + r->body_len, data, n);
+    memcpy(r->body + r->body_offset + r->body_len, data, n);
     r->body_len += n;
 }
 

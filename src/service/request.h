@@ -41,8 +41,10 @@ typedef struct svc_request {
     uint64_t limit;           /* largest body accepted, bytes */
     uint64_t content_length;  /* valid when has_length */
     int has_length, chunked, expect_100;
-    char *body;               /* the body, malloc'ed; NULL when empty */
-    size_t body_len, body_cap;
+    char *body;               /* malloc'ed block holding the body; NULL when empty */
+    size_t body_offset;       /* the body's first byte is body[body_offset] (an alignment
+                               * pad, set at header time; 0 except on /v2 inference) */
+    size_t body_len, body_cap; /* bytes stored and room, both counted from body_offset */
     uint64_t bytes_in;        /* body bytes received, stored or not */
 
     svc_req_state state;

@@ -6,22 +6,43 @@
 
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
+#include "oip.h"
 #include "http_status.h"
 #include "multibox/multibox.h"
 
 static const char oom_body[] =
     "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}";
+static const char oom_body_v2[] = "{\"error\":\"out_of_memory: out of memory\"}";
 
 void svc_response_clear(svc_response *r)
 {
     if (r->owned)
         free(r->body);
+    if (r->pieces_free)
+        r->pieces_free(r->pieces_cls);
+    int v2 = r->v2;
     memset(r, 0, sizeof *r);
+    r->v2 = v2;
+}
+
+void svc_response_pieces(svc_response *r, int status, const char *content_type,
+                         const svc_piece *pieces, unsigned int n, size_t len,
+                         void (*free_fn)(void *cls), void *cls)
+{
+    svc_response_clear(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->pieces = pieces;
+    r->num_pieces = n;
+    r->len = len;
+    r->pieces_free = free_fn;
+    r->pieces_cls = cls;
 }
 
 void svc_response_static(svc_response *r, int status, const char *content_type,
@@ -58,11 +79,16 @@ void svc_response_error(svc_response *r, int code, const char *fmt, ...)
     }
     char *body = NULL;
     size_t len = 0;
-    if (mbx_error_render_json(code, msg, &body, &len) == 0 && body) {
+    int rc = r->v2 ? mbx_oip_error_json(code, msg, &body, &len)
+                   : mbx_error_render_json(code, msg, &body, &len);
+    if (rc == 0 && body) {
         svc_response_owned(r, svc_http_status(code), SVC_CT_JSON, body, len);
     } else {
         free(body);
-        svc_response_static(r, 500, SVC_CT_JSON, oom_body, sizeof oom_body - 1);
+        if (r->v2)
+            svc_response_static(r, 500, SVC_CT_JSON, oom_body_v2, sizeof oom_body_v2 - 1);
+        else
+            svc_response_static(r, 500, SVC_CT_JSON, oom_body, sizeof oom_body - 1);
     }
     if (svc_http_retryable(code))
         r->retry_after = 1;
@@ -73,7 +99,18 @@ void svc_response_error(svc_response *r, int code, const char *fmt, ...)
 int svc_response_queue(struct MHD_Connection *conn, svc_response *r)
 {
     struct MHD_Response *mr;
-    if (r->owned) {
+    if (r->pieces_free || r->pieces) {
+        _Static_assert(sizeof(svc_piece) == sizeof(struct MHD_IoVec) &&
+                           offsetof(svc_piece, len) == offsetof(struct MHD_IoVec, iov_len),
+                       "svc_piece has the layout of MHD_IoVec");
+        mr = MHD_create_response_from_iovec((const struct MHD_IoVec *)r->pieces, r->num_pieces,
+                                            r->pieces_free, r->pieces_cls);
+        if (mr) { /* libmicrohttpd calls pieces_free now */
+            r->pieces = NULL;
+            r->pieces_free = NULL;
+            r->pieces_cls = NULL;
+        }
+    } else if (r->owned) {
         mr = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_FREE);
     } else {
         mr = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_PERSISTENT);
@@ -89,6 +126,8 @@ int svc_response_queue(struct MHD_Connection *conn, svc_response *r)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     if (r->allow[0])
         MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->www_authenticate)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->www_authenticate);
     if (r->retry_after > 0) {
         char v[16];
         snprintf(v, sizeof v, "%d", r->retry_after);
@@ -96,6 +135,8 @@ int svc_response_queue(struct MHD_Connection *conn, svc_response *r)
     }
     if (r->close)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->extra_header)
+        MHD_add_response_header(mr, r->extra_header, r->extra_value);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned int)r->status, mr);
     MHD_destroy_response(mr);
     return ret;

@@ -2,7 +2,9 @@
  * response.h - an HTTP answer being prepared (status, body, the few headers
  * the service sets) and its hand-over to libmicrohttpd.  Error answers take
  * their status from http_status.c's table and their body from the codec's
- * error renderer, so every error has the contract's JSON shape.  A
+ * error renderer, so every error has the contract's JSON shape (the /v2
+ * one, {"error": "<code>: <message>"}, when r->v2 is set).  A 200 body may
+ * also be a list of pieces sent without a copy (/v2 binary tensors).  A
  * response belongs to one request; it is not shared between threads except
  * by the hand-over through the connection's suspend/resume.
  */
@@ -22,7 +24,23 @@ typedef struct svc_response {
     int retry_after;          /* seconds for Retry-After, 0 for no header */
     int close;                /* 1: Connection: close */
     char allow[64];           /* Allow header value, "" for none */
+    const char *www_authenticate; /* static WWW-Authenticate value, NULL for none */
+    int v2;                   /* 1: errors in the /v2 body {"error": "<code>: <message>"};
+                               * set once per request, kept by svc_response_clear */
+    /* A body in pieces, sent without copying them (svc_response_pieces). */
+    const void *pieces;       /* svc_piece array, owned by pieces_cls */
+    unsigned int num_pieces;
+    void (*pieces_free)(void *cls); /* releases the pieces; called exactly once */
+    void *pieces_cls;
+    const char *extra_header; /* one more header's (static) name, NULL for none */
+    char extra_value[32];     /* its value */
 } svc_response;
+
+/* One piece of a body; the layout of struct MHD_IoVec and struct iovec. */
+typedef struct svc_piece {
+    const void *base;
+    size_t len;
+} svc_piece;
 
 #define SVC_CT_JSON "application/json"
 
@@ -44,7 +62,16 @@ void svc_response_static(svc_response *r, int status, const char *content_type,
 /* Sets an answer that takes ownership of a malloc'ed body. */
 void svc_response_owned(svc_response *r, int status, const char *content_type, char *body,
                         size_t len);
-/* Frees an owned body and clears r. */
+/*
+ * Sets an answer whose body is pieces[0..n) in order (len bytes in all),
+ * handed to libmicrohttpd without a copy.  pieces and what they point to
+ * stay valid until free_fn(cls) runs: once, when libmicrohttpd is done with
+ * the response, or when r is cleared or fails to queue.
+ */
+void svc_response_pieces(svc_response *r, int status, const char *content_type,
+                         const svc_piece *pieces, unsigned int n, size_t len,
+                         void (*free_fn)(void *cls), void *cls);
+/* Frees an owned body (or releases the pieces) and clears r; keeps r->v2. */
 void svc_response_clear(svc_response *r);
 
 /*

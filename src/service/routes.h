@@ -20,4 +20,20 @@ void svc_handle_readyz(struct svc_request *req);       /* GET /readyz */
 void svc_handle_metrics(struct svc_request *req);      /* GET /metrics */
 void svc_handle_openapi(struct svc_request *req);      /* GET /openapi.yaml */
 
+/* The Open Inference Protocol (handlers_v2.c, job_oip.c). */
+void svc_handle_v2_server(struct svc_request *req);      /* GET /v2 */
+void svc_handle_v2_live(struct svc_request *req);        /* GET /v2/health/live */
+void svc_handle_v2_ready(struct svc_request *req);       /* GET /v2/health/ready */
+void svc_handle_v2_model(struct svc_request *req);       /* GET /v2/models/{model_name} */
+void svc_handle_v2_model_ready(struct svc_request *req); /* GET /v2/models/{model_name}/ready */
+void svc_handle_v2_infer(struct svc_request *req);       /* POST /v2/models/{model_name}/infer */
+/*
+ * Header time of a SVC_BODY_OIP request (from svc_request_begin): checks
+ * the model name, the content type (application/octet-stream,
+ * application/json or none) and Inference-Header-Content-Length, sets the
+ * body limit and the body's alignment offset.  Returns 0, or -1 when it has
+ * set an error answer.
+ */
+int svc_oip_begin(struct svc_request *req);
+
 #endif

@@ -399,7 +399,7 @@ static stats stats_of(const double *samples, int n)
 
 static void print_stats(const char *name, const stats *s)
 {
-    printf("%-22s median %8.3f  min %8.3f  p10 %8.3f  p90 %8.3f  max %8.3f\n", name, s->median,
+    printf("%-26s median %8.3f  min %8.3f  p10 %8.3f  p90 %8.3f  max %8.3f\n", name, s->median,
            s->min, s->p10, s->p90, s->max);
 }
 
@@ -427,21 +427,37 @@ static void grad_phase(void *arg, int thread)
         mbx_loss_grad_image(job->loss, i, thread);
 }
 
+/* Where one forward+backward spent its time, ms. */
+typedef struct phase_times {
+    double begin, match, reduce, grad, finish;
+} phase_times;
+
 /* One forward+backward with the split API on the pool; returns 0 or the core's code. */
 static int run_split(bench_pool *pool, loss_job *job, const mbx_batch *batch, mbx_result *res,
-                     mbx_detail *d)
+                     mbx_detail *d, phase_times *pt)
 {
+    double t0 = now_ms();
     int rc = mbx_loss_begin(job->loss, batch, res, d);
+    double t1 = now_ms();
+    pt->begin = t1 - t0;
     if (rc != 0)
         return rc;
     atomic_store(&job->next, 0);
     bench_pool_run(pool, match_phase, job);
+    double t2 = now_ms();
+    pt->match = t2 - t1;
     rc = mbx_loss_reduce(job->loss, d);
+    double t3 = now_ms();
+    pt->reduce = t3 - t2;
     if (rc != 0)
         return rc;
     atomic_store(&job->next, 0);
     bench_pool_run(pool, grad_phase, job);
-    return mbx_loss_finish(job->loss, d);
+    double t4 = now_ms();
+    pt->grad = t4 - t3;
+    rc = mbx_loss_finish(job->loss, d);
+    pt->finish = now_ms() - t4;
+    return rc;
 }
 
 /* -------------------------------------------------------- memory-traffic floor */
@@ -454,9 +470,14 @@ static int run_split(bench_pool *pool, loss_job *job, const mbx_batch *batch, mb
  *                  (glibc's memset streams with non-temporal stores)
  *   1 fused        one pass, out[i] = 0.5f * in[i] (ordinary stores)
  *   2 read+store   sum the inputs, then an ordinary store loop of a constant
+ * and, for comparison with the match phase (reads) and the gradient phase
+ * (writes), the two halves of variant 0 alone:
+ *   3 read only, 4 memset only
  */
-#define FLOOR_VARIANTS 3
-static const char *const floor_names[FLOOR_VARIANTS] = {"read+memset", "fused", "read+store"};
+#define FLOOR_VARIANTS 3 /* candidates for the floor; two more parts follow */
+#define FLOOR_PARTS 2
+static const char *const floor_names[FLOOR_VARIANTS + FLOOR_PARTS] = {
+    "read+memset", "fused", "read+store", "read only", "memset only"};
 
 typedef uint64_t __attribute__((__may_alias__)) alias_u64;
 
@@ -519,13 +540,31 @@ static void floor_phase(void *arg, int t)
         scale_copy(job->grad_loc + loc_off, job->loc + loc_off, loc_n);
         scale_copy(job->grad_conf + conf_off, job->conf + conf_off, conf_n);
         break;
-    default:
+    case 2:
         s = sum_words(job->loc + loc_off, loc_n) + sum_words(job->conf + conf_off, conf_n);
         store_const(job->grad_loc + loc_off, loc_n, (float)(s & 1));
         store_const(job->grad_conf + conf_off, conf_n, (float)(s & 1));
         break;
+    case 3:
+        s = sum_words(job->loc + loc_off, loc_n) + sum_words(job->conf + conf_off, conf_n);
+        break;
+    default:
+        memset(job->grad_loc + loc_off, 0, loc_n * sizeof(float));
+        memset(job->grad_conf + conf_off, 0, conf_n * sizeof(float));
+        break;
     }
     job->sink[t] += s; /* keeps the reads alive */
+}
+
+/* 1 when the totals and both gradients of a and b are equal bit for bit. */
+static int same_result(const mbx_result *a, const mbx_result *b, size_t loc_n, size_t conf_n)
+{
+    return memcmp(&a->loss, &b->loss, sizeof a->loss) == 0 &&
+           memcmp(&a->conf_loss, &b->conf_loss, sizeof a->conf_loss) == 0 &&
+           memcmp(&a->loc_loss, &b->loc_loss, sizeof a->loc_loss) == 0 &&
+           a->num_positives == b->num_positives && a->num_negatives == b->num_negatives &&
+           memcmp(a->grad_loc, b->grad_loc, loc_n * sizeof(float)) == 0 &&
+           memcmp(a->grad_conf, b->grad_conf, conf_n * sizeof(float)) == 0;
 }
 
 /* ------------------------------------------------------------------ main */
@@ -590,11 +629,14 @@ int main(int argc, char **argv)
     float *grad_loc = xalloc(loc_n * sizeof(float)), *grad_conf = xalloc(conf_n * sizeof(float));
     float *serial_loc = NULL, *serial_conf = NULL;
     double *fb_ms = xalloc((size_t)opt.runs * sizeof(double));
-    double *floor_ms = xalloc((size_t)opt.runs * FLOOR_VARIANTS * sizeof(double));
+    double *floor_ms = xalloc((size_t)opt.runs * (FLOOR_VARIANTS + FLOOR_PARTS) * sizeof(double));
+    double *phase_ms = xalloc((size_t)opt.runs * 2 * sizeof(double)); /* match, grad */
+    phase_times pt;
     floor_job *fjob = NULL;
     int status = 1;
-    memset(grad_loc, 0, loc_n * sizeof(float)); /* fault the pages in before timing */
-    memset(grad_conf, 0, conf_n * sizeof(float));
+    /* fault the pages in before timing; the NaN pattern shows any row left unwritten */
+    memset(grad_loc, 0xff, loc_n * sizeof(float));
+    memset(grad_conf, 0xff, conf_n * sizeof(float));
 
     rc = mbx_loss_new(&loss, &cfg, &shape, &d);
     if (rc != 0) {
@@ -610,7 +652,7 @@ int main(int argc, char **argv)
     mbx_result res = {.grad_loc = grad_loc, .grad_conf = grad_conf};
 
     /* one checked run: the loss, and the split equals the serial call bit for bit */
-    rc = run_split(pool, &job, &in.batch, &res, &d);
+    rc = run_split(pool, &job, &in.batch, &res, &d, &pt);
     if (rc != 0) {
         fprintf(stderr, "multibox-bench: forward+backward: %s: %s\n", mbx_error_name(rc),
                 d.message);
@@ -622,6 +664,8 @@ int main(int argc, char **argv)
            (long long)res.num_negatives);
     serial_loc = xalloc(loc_n * sizeof(float));
     serial_conf = xalloc(conf_n * sizeof(float));
+    memset(serial_loc, 0x7f, loc_n * sizeof(float));
+    memset(serial_conf, 0x7f, conf_n * sizeof(float));
     mbx_result serial = {.grad_loc = serial_loc, .grad_conf = serial_conf};
     rc = mbx_loss_compute(loss, &in.batch, &serial, &d);
     if (rc != 0) {
@@ -629,15 +673,7 @@ int main(int argc, char **argv)
                 d.message);
         goto out;
     }
-    int same = memcmp(&serial.loss, &res.loss, sizeof res.loss) == 0 &&
-               serial.num_positives == res.num_positives &&
-               serial.num_negatives == res.num_negatives &&
-               memcmp(serial_loc, grad_loc, loc_n * sizeof(float)) == 0 &&
-               memcmp(serial_conf, grad_conf, conf_n * sizeof(float)) == 0;
-    printf("split_equals_serial=%s\n", same ? "yes" : "NO");
-    free(serial_loc);
-    free(serial_conf);
-    serial_loc = serial_conf = NULL;
+    int same = same_result(&serial, &res, loc_n, conf_n);
     fflush(stdout);
 
     fjob = xalloc(sizeof *fjob);
@@ -649,18 +685,21 @@ int main(int argc, char **argv)
      * loss so that a noisy neighbour slows both alike */
     for (int r = -opt.warmup; r < opt.runs; r++) {
         double t0 = now_ms();
-        rc = run_split(pool, &job, &in.batch, &res, &d);
+        rc = run_split(pool, &job, &in.batch, &res, &d, &pt);
         double t1 = now_ms();
         if (rc != 0) {
             fprintf(stderr, "multibox-bench: forward+backward: %s: %s\n", mbx_error_name(rc),
                     d.message);
             goto out;
         }
-        if (r >= 0)
+        if (r >= 0) {
             fb_ms[r] = t1 - t0;
+            phase_ms[r] = pt.match;
+            phase_ms[opt.runs + r] = pt.grad;
+        }
         if (opt.no_floor)
             continue;
-        for (int v = 0; v < FLOOR_VARIANTS; v++) {
+        for (int v = 0; v < FLOOR_VARIANTS + FLOOR_PARTS; v++) {
             fjob->variant = v;
             t0 = now_ms();
             bench_pool_run(pool, floor_phase, fjob);
@@ -670,17 +709,34 @@ int main(int argc, char **argv)
         }
     }
 
+    /* the timed loop reused the buffers: check once more that a run rewrites all of them */
+    memset(grad_loc, 0xff, loc_n * sizeof(float));
+    memset(grad_conf, 0xff, conf_n * sizeof(float));
+    rc = run_split(pool, &job, &in.batch, &res, &d, &pt);
+    if (rc != 0) {
+        fprintf(stderr, "multibox-bench: forward+backward: %s: %s\n", mbx_error_name(rc),
+                d.message);
+        goto out;
+    }
+    same = same && same_result(&serial, &res, loc_n, conf_n);
+    /* checked against mbx_loss_compute on fresh buffers, before and after the timed runs */
+    printf("split_equals_serial=%s\n", same ? "yes" : "NO");
+
     stats fb = stats_of(fb_ms, opt.runs);
     print_stats("fwd_bwd_ms:", &fb);
+    stats match_st = stats_of(phase_ms, opt.runs), grad_st = stats_of(phase_ms + opt.runs, opt.runs);
+    print_stats("  match phase ms:", &match_st);
+    print_stats("  grad phase ms:", &grad_st);
     double floor_best = 0;
     int best = -1;
     if (!opt.no_floor) {
-        for (int v = 0; v < FLOOR_VARIANTS; v++) {
+        for (int v = 0; v < FLOOR_VARIANTS + FLOOR_PARTS; v++) {
             char name[64];
             stats s = stats_of(floor_ms + v * opt.runs, opt.runs);
-            snprintf(name, sizeof name, "floor_ms (%s):", floor_names[v]);
+            snprintf(name, sizeof name, "%sfloor_ms (%s):", v < FLOOR_VARIANTS ? "" : "  ",
+                     floor_names[v]);
             print_stats(name, &s);
-            if (best < 0 || s.median < floor_best) {
+            if (v < FLOOR_VARIANTS && (best < 0 || s.median < floor_best)) {
                 floor_best = s.median;
                 best = v;
             }
@@ -700,6 +756,7 @@ out:
     mbx_loss_free(loss);
     free(fb_ms);
     free(floor_ms);
+    free(phase_ms);
     free(grad_loc);
     free(grad_conf);
     inputs_free(&in);

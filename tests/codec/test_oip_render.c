@@ -242,6 +242,8 @@ static void test_half_rounding(void **state)
             assert_null(res.grad_loc);
             assert_null(res.roles);
             assert_null(res.per_image);
+            /* The gradients are the core's to write, every element: not zeroed here. */
+            memset(res.grad_conf, 0, (size_t)(B * A * C) * sizeof(float));
             res.grad_conf[0] = 0.1f;
             res.grad_conf[1] = -1000.3f;
             mbx_oip_response resp;

@@ -328,51 +328,6 @@ static void test_result_alloc(void **state)
     mbx_result_release(NULL);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* SSD300 batch 32, 21 classes, every value non-zero (the worst case), flat text. */
-static void test_render_speed(void **state)
-{
-    (void)state;
-    const int64_t B = 32, A = 8732, C = 21;
-    mbx_request req = fake_request(B, A, C, MBX_GRAD_DENSE, MBX_TENSOR_FLAT, 0, 0);
-    mbx_result res;
-    assert_int_equal(mbx_result_alloc(&req, &res, NULL), 0);
-    for (int64_t i = 0; i < B * A * C; i++)
-        res.grad_conf[i] = (float)((i * 2654435761u) % 100000) * 1e-9f - 4e-5f;
-    for (int64_t i = 0; i < B * A * 4; i++)
-        res.grad_loc[i] = (float)((i * 40503u) % 1000) * 1e-6f;
-    res.normalizer = 1;
-    char *text;
-    size_t len;
-    double t0 = now();
-    assert_int_equal(mbx_response_render_json(&req, &res, &text, &len, NULL), 0);
-    double dense_s = now() - t0;
-    size_t dense_len = len;
-    /* the typical case: under 2% of the rows non-zero */
-    memset(res.grad_conf, 0, (size_t)(B * A * C) * sizeof(float));
-    memset(res.grad_loc, 0, (size_t)(B * A * 4) * sizeof(float));
-    for (int64_t r = 0; r < B * A; r += 60)
-        for (int64_t c = 0; c < C; c++)
-            res.grad_conf[r * C + c] = 1e-3f * (float)c - 0.01f;
-    free(text);
-    t0 = now();
-    assert_int_equal(mbx_response_render_json(&req, &res, &text, &len, NULL), 0);
-    double sparse_s = now() - t0;
-    print_message("render 32x8732x21 flat: %.1f ms all values non-zero (%.1f MB), "
-                  "%.1f ms with 1.7%% non-zero rows (%.1f MB)\n",
-                  dense_s * 1e3, (double)dense_len / 1e6, sparse_s * 1e3, (double)len / 1e6);
-    free(text);
-    mbx_result_release(&res);
-    /* generous bound (sanitizer builds are slower): seconds would be a regression */
-    assert_true(dense_s < 3.0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,7 +335,6 @@ int main(void)
         cmocka_unit_test(test_sparse_rows),      cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_error_json),       cmocka_unit_test(test_anchors_render),
         cmocka_unit_test(test_tensor_format_parse), cmocka_unit_test(test_result_alloc),
-        cmocka_unit_test(test_render_speed),
     };
     return cmocka_run_group_tests_name("codec render", tests, NULL, NULL);
 }

@@ -131,8 +131,8 @@ static void test_batch_without_gt(void **state)
  */
 static const float shared_anchors[12] = {0, 0, 1, 1, 0, 0, 1, 2, 5, 5, 6, 6};
 
-static void shared_batch(mbx_batch *b, mbx_image_targets *t, const float *boxes, const int64_t *labels,
-                         int64_t n, float *loc, float *conf)
+static void shared_batch(mbx_batch *b, mbx_image_targets *t, const float *boxes,
+                         const int64_t *labels, int64_t n, float *loc, float *conf)
 {
     *t = (mbx_image_targets){boxes, labels, NULL, n};
     for (int i = 0; i < 12; i++)

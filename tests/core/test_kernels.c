@@ -5,7 +5,8 @@
  * double; the ranking values against the double-precision loss within the
  * bound the exact selection relies on (mbx_rank_bound); one-row losses and
  * gradients against a test-local double reference and its central
- * differences; and the radix selection against qsort.
+ * differences; the detection of NaN and infinity in the passes over conf;
+ * and the radix selection against qsort.
  */
 #include <float.h>
 #include <math.h>
@@ -193,6 +194,30 @@ static void test_rank_bound(void **state)
                         }
                         for (int a = 0; a < A; a++)
                             assert_true(list[a] == rank[idx[a]]);
+                        if (kind == MBX_CONF_SOFTMAX) {
+                            /* The pruning bound holds: lb <= exact loss <= lb + ln C. */
+                            float lb[A];
+                            uint8_t role[A];
+                            uint32_t hist[MBX_FLOOR_BINS];
+                            int32_t idx2[A];
+                            int64_t nl;
+                            memset(role, MBX_ROLE_NONE, sizeof role);
+                            const float collect = 1.5f;
+                            k[v].softmax_floor(&kp, conf, A, target, role, lb, hist, NULL, NULL,
+                                               NULL, collect, idx2, &nl);
+                            int64_t want = 0;
+                            for (int a = 0; a < A; a++)
+                                if (lb[a] >= collect) /* collected, in order */
+                                    assert_int_equal(idx2[want++], a);
+                            assert_int_equal(nl, want);
+                            for (int a = 0; a < A; a++) {
+                                const double exact = mbx_row_loss_exact(&kp, conf + a * C, target);
+                                if (!(lb[a] <= exact * (1.0 + 1e-6) &&
+                                      exact <= lb[a] * (1.0 + 1e-6) + log((double)C)))
+                                    fail_msg("%s C %lld: lb %.9g for loss %.9g", k[v].name,
+                                             (long long)C, lb[a], exact);
+                            }
+                        }
                     }
                 }
                 free(conf);
@@ -279,6 +304,99 @@ static void test_row_extremes(void **state)
         }
 }
 
+/* softmax_floor's finiteness flags for A rows of conf (and loc, may be NULL). */
+static int floor_flags(const mbx_kernels *k, const mbx_kparams *kp, const float *conf, int64_t A,
+                       const uint8_t *role, const float *loc)
+{
+    float *lb = malloc((size_t)A * sizeof *lb);
+    int32_t *list = malloc((size_t)A * sizeof *list);
+    uint32_t *hist = malloc(MBX_FLOOR_BINS * sizeof *hist);
+    int64_t n;
+    const int ok =
+        k->softmax_floor(kp, conf, A, 0, role, lb, hist, NULL, NULL, loc, 0.0f, list, &n);
+    free(lb);
+    free(list);
+    free(hist);
+    return ok;
+}
+
+/*
+ * The passes over conf report any NaN or infinity (every position, tail
+ * lanes included) and never a batch of huge but finite logits whose sum
+ * overflows.
+ */
+static void test_finiteness(void **state)
+{
+    (void)state;
+    mbx_kernels k[2];
+    const int nv = variants(k);
+    rng r = {9};
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    enum { A = 19 };
+    for (int v = 0; v < nv; v++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int64_t C = 2; C <= 21; C += (C < 9 ? 1 : 6)) {
+                mbx_kparams kp = {(mbx_conf_loss)kind, C, 0.25, 2.0, 0.25f, 2.0f};
+                float *conf = malloc((size_t)(A * C) * sizeof(float));
+                float out[A], scratch[A];
+                uint8_t role[A];
+                int32_t idx[A];
+                memset(role, MBX_ROLE_NONE, sizeof role);
+                for (int a = 0; a < A; a++)
+                    idx[a] = a;
+                /* Huge finite values everywhere: all finite. */
+                for (int64_t i = 0; i < A * C; i++)
+                    conf[i] = (i % 3 ? 3e38f : -3e38f);
+                assert_int_equal(k[v].rank(&kp, conf, A, 0, out, scratch), 1);
+                assert_int_equal(k[v].rank_list(&kp, conf, idx, A, 0, out, scratch), 1);
+                if (kind == MBX_CONF_SOFTMAX)
+                    assert_int_equal(
+                        floor_flags(&k[v], &kp, conf, A, role, NULL),
+                        MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK);
+                for (int64_t pos = 0; pos < A * C; pos += 1 + (pos % 5)) {
+                    for (int64_t i = 0; i < A * C; i++)
+                        conf[i] = (float)rng_normal(&r);
+                    conf[pos] = bad[pos % 3];
+                    const int64_t row = pos / C;
+                    if (k[v].rank(&kp, conf, A, 0, out, scratch) != 0)
+                        fail_msg("%s kind %d C %lld: rank missed %g at %lld", k[v].name, kind,
+                                 (long long)C, conf[pos], (long long)pos);
+                    assert_int_equal(k[v].rank_list(&kp, conf, idx, A, 0, out, scratch), 0);
+                    /* Only the listed rows count for rank_list. */
+                    int32_t others[A];
+                    int64_t m = 0;
+                    for (int a = 0; a < A; a++)
+                        if (a != row)
+                            others[m++] = a;
+                    assert_int_equal(k[v].rank_list(&kp, conf, others, m, 0, out, scratch), 1);
+                    if (kind == MBX_CONF_SOFTMAX)
+                        assert_int_equal(
+                            floor_flags(&k[v], &kp, conf, A, role, NULL),
+                            MBX_FLOOR_LOC_OK);
+                }
+                if (kind == MBX_CONF_SOFTMAX) {
+                    /* The loc rows the softmax pass checks as it streams. */
+                    float loc[A * 4];
+                    for (int64_t i = 0; i < A * C; i++)
+                        conf[i] = (float)rng_normal(&r);
+                    for (int i = 0; i < A * 4; i++)
+                        loc[i] = i % 2 ? 3e38f : 2e38f; /* sums overflow, values finite */
+                    assert_int_equal(
+                        floor_flags(&k[v], &kp, conf, A, role, loc),
+                        MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK);
+                    for (int pos = 0; pos < A * 4; pos += 7) {
+                        const float keep = loc[pos];
+                        loc[pos] = bad[pos % 3];
+                        assert_int_equal(
+                            floor_flags(&k[v], &kp, conf, A, role, loc),
+                            MBX_FLOOR_CONF_OK);
+                        loc[pos] = keep;
+                    }
+                }
+                free(conf);
+            }
+}
+
 static int cmp_desc(const void *a, const void *b)
 {
     const float x = *(const float *)a, y = *(const float *)b;
@@ -325,7 +443,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vexp),          cmocka_unit_test(test_vlog1p),
         cmocka_unit_test(test_rank_bound),    cmocka_unit_test(test_row_gradient),
-        cmocka_unit_test(test_row_extremes),  cmocka_unit_test(test_kth_largest),
+        cmocka_unit_test(test_row_extremes),  cmocka_unit_test(test_finiteness),
+        cmocka_unit_test(test_kth_largest),
     };
     return cmocka_run_group_tests_name("core kernels", tests, NULL, NULL);
 }

@@ -1,0 +1,228 @@
+/*
+ * job_oip.c - POST /v2/models/multibox_loss/infer, the Open Inference
+ * Protocol's fast path, as a split job (job_split.c runs the phases).
+ *
+ * Header time (svc_oip_begin): the model name, the content type
+ * (application/octet-stream, application/json, or none as tritonclient
+ * sends), Inference-Header-Content-Length, the limits (the JSON part is
+ * bounded by --max-json-body-bytes, the whole body by --max-body-bytes),
+ * and the body's place in its buffer: the body is stored at an offset that
+ * makes body + header length 16-byte aligned, so the codec uses the FP32
+ * tensors where they lie.  The body therefore lives until the loss is
+ * computed.  The answer is sent from the codec's segments without a copy
+ * (dense FP32 gradients are the result's own arrays): the result and the
+ * rendered response are owned by the libmicrohttpd response and freed by
+ * its free callback.  Errors use the /v2 body (request.c sets the style).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "job_split.h"
+#include "multibox/multibox.h"
+#include "oip.h"
+#include "request.h"
+#include "routes.h"
+
+#define IHCL "Inference-Header-Content-Length"
+#define BODY_ALIGN 16
+
+_Static_assert(sizeof(mbx_oip_segment) == sizeof(svc_piece) &&
+                   offsetof(mbx_oip_segment, len) == offsetof(svc_piece, len),
+               "the codec's segments are pieces");
+
+/* 1 when the media type ct (parameters allowed) is want, case-insensitive. */
+static int media_type_is(const char *ct, const char *want)
+{
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t n = strlen(want);
+    if (strncasecmp(ct, want, n) != 0)
+        return 0;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/*
+ * The Inference-Header-Content-Length of r: 0 and *len (SIZE_MAX when the
+ * header is absent), or -1 when its value is not a decimal byte count.
+ */
+static int header_length(const svc_request *r, size_t *len)
+{
+    const char *v = svc_request_header(r, IHCL);
+    *len = SIZE_MAX;
+    if (!v)
+        return 0;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (*v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (errno || *end || n >= SIZE_MAX)
+        return -1;
+    *len = (size_t)n;
+    return 0;
+}
+
+int svc_oip_begin(svc_request *r)
+{
+    const svc_config *cfg = &r->app->cfg;
+    if (strcmp(r->match.params[0], MBX_OIP_MODEL_NAME) != 0) {
+        svc_request_fail(r, MBX_E_NOT_FOUND, "unknown model \"%s\" (this server serves %s)",
+                         r->match.params[0], MBX_OIP_MODEL_NAME);
+        return -1;
+    }
+    const char *ct = svc_request_header(r, "Content-Type");
+    if (ct && ct[strspn(ct, " \t")] != '\0' && !media_type_is(ct, "application/octet-stream") &&
+        !media_type_is(ct, "application/json")) {
+        svc_request_fail(r, MBX_E_UNSUPPORTED_MEDIA_TYPE,
+                         "content type \"%s\" is not application/octet-stream, "
+                         "application/json or none",
+                         ct);
+        return -1;
+    }
+    size_t hl;
+    if (header_length(r, &hl) != 0) {
+        svc_request_fail(r, MBX_E_BAD_FRAMING, IHCL " \"%s\" is not a byte count",
+                         svc_request_header(r, IHCL));
+        return -1;
+    }
+    uint64_t json_limit = cfg->max_json_body_bytes < cfg->max_body_bytes
+                              ? cfg->max_json_body_bytes
+                              : cfg->max_body_bytes;
+    if (hl == SIZE_MAX || hl == 0) { /* the whole body is JSON (the codec reads 0 so too) */
+        r->limit = json_limit;
+        return 0;
+    }
+    r->limit = cfg->max_body_bytes;
+    if (r->has_length && hl > r->content_length) {
+        svc_request_fail(r, MBX_E_BAD_FRAMING,
+                         IHCL " %zu is beyond the body (%llu bytes)", hl,
+                         (unsigned long long)r->content_length);
+        return -1;
+    }
+    if (hl > json_limit) {
+        svc_request_fail(r, MBX_E_PAYLOAD_TOO_LARGE,
+                         "JSON header of %zu bytes exceeds the limit of %llu", hl,
+                         (unsigned long long)json_limit);
+        return -1;
+    }
+    r->body_offset = (BODY_ALIGN - hl % BODY_ALIGN) % BODY_ALIGN;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ job */
+
+typedef struct oip_job {
+    svc_split_job base; /* first member */
+    size_t header_len;  /* SIZE_MAX: no Inference-Header-Content-Length */
+    mbx_oip_request *parsed;
+    mbx_result result;
+    int result_allocated;
+} oip_job;
+
+/* What a 200 answer's pieces point into; freed by libmicrohttpd's callback. */
+typedef struct oip_answer {
+    mbx_result result;
+    mbx_oip_response resp;
+} oip_answer;
+
+static void answer_free(void *cls)
+{
+    oip_answer *a = cls;
+    mbx_oip_response_free(&a->resp);
+    mbx_oip_result_release(&a->result);
+    free(a);
+}
+
+static void free_body(svc_request *req)
+{
+    free(req->body);
+    req->body = NULL;
+    req->body_len = req->body_cap = 0;
+}
+
+static int oip_parse(svc_split_job *sj, mbx_detail *d)
+{
+    oip_job *j = (oip_job *)sj;
+    svc_request *req = sj->req;
+    static const uint8_t empty[1];
+    const uint8_t *body = req->body ? (const uint8_t *)req->body + req->body_offset : empty;
+    /* Tensors used in place point into the body: it is freed in release. */
+    int rc = mbx_oip_request_parse(body, req->body_len, j->header_len, &j->parsed, d);
+    if (rc != 0)
+        return rc;
+    rc = mbx_oip_result_alloc(j->parsed, &j->result, d);
+    if (rc != 0)
+        return rc;
+    j->result_allocated = 1;
+    sj->config = &j->parsed->core.config;
+    sj->batch = &j->parsed->core.batch;
+    sj->result = &j->result;
+    sj->shape = mbx_oip_request_shape(j->parsed, 1);
+    return 0;
+}
+
+static int oip_render(svc_split_job *sj, mbx_detail *d)
+{
+    oip_job *j = (oip_job *)sj;
+    oip_answer *a = calloc(1, sizeof *a);
+    if (!a)
+        return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
+    /* The answer takes the result: its dense FP32 gradients are sent as they are. */
+    a->result = j->result;
+    memset(&j->result, 0, sizeof j->result);
+    j->result_allocated = 0;
+    int rc = mbx_oip_response_render(j->parsed, &a->result, 0, &a->resp, d);
+    if (rc != 0) {
+        answer_free(a);
+        return rc;
+    }
+    svc_response *r = &sj->req->response;
+    svc_response_pieces(r, 200, a->resp.binary ? "application/octet-stream" : SVC_CT_JSON,
+                        (const svc_piece *)a->resp.segments, (unsigned int)a->resp.num_segments,
+                        a->resp.body_len, answer_free, a);
+    if (a->resp.binary) {
+        r->extra_header = IHCL;
+        snprintf(r->extra_value, sizeof r->extra_value, "%zu", a->resp.header_len);
+    }
+    return 0;
+}
+
+static void oip_release(svc_split_job *sj)
+{
+    oip_job *j = (oip_job *)sj;
+    if (j->result_allocated)
+        mbx_oip_result_release(&j->result);
+    j->result_allocated = 0;
+    mbx_oip_request_free(j->parsed);
+    j->parsed = NULL;
+    free_body(sj->req);
+}
+
+static const svc_split_ops oip_ops = {oip_parse, oip_render, oip_release};
+
+void svc_handle_v2_infer(svc_request *req)
+{
+    oip_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        svc_request_fail(req, MBX_E_OUT_OF_MEMORY, "out of memory");
+        return;
+    }
+    if (header_length(req, &j->header_len) != 0) { /* checked at header time */
+        free(j);
+        svc_request_fail(req, MBX_E_BAD_FRAMING, "bad " IHCL);
+        return;
+    }
+    svc_split_dispatch(req, &j->base, &oip_ops);
+}

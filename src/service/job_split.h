@@ -1,0 +1,75 @@
+/*
+ * job_split.h - a loss request as a job on the worker pool, shared by
+ * POST /v1/loss (job_loss.c) and POST /v2/models/multibox_loss/infer
+ * (job_oip.c), which differ only in how they read the body and write the
+ * answer:
+ *
+ *   ops->parse, then mbx_loss_new + mbx_loss_begin      1 unit
+ *   mbx_loss_match_image per image                       k units, then reduce
+ *   mbx_loss_grad_image per image                        k units, then finish
+ *                                                        and ops->render
+ *
+ * k (the loss context's slots) is the batch split: up to the number of
+ * workers when the pool is quiet, fewer when other jobs run, never more
+ * than B.  Each request has its own loss context.  The serial steps run on
+ * the worker that ends a phase.  Any error sets the error answer (in the
+ * request's error style) and releases everything at once.
+ */
+#ifndef SVC_JOB_SPLIT_H
+#define SVC_JOB_SPLIT_H
+
+#include <stdint.h>
+
+#include "multibox/multibox.h"
+#include "pool.h"
+
+struct svc_request;
+typedef struct svc_split_job svc_split_job;
+
+typedef struct svc_split_ops {
+    /*
+     * A worker: reads j->req's body into a problem and sets j->config,
+     * j->batch, j->result (allocated for the outputs asked) and j->shape
+     * (num_slots is set by the caller).  Everything they point to belongs
+     * to the concrete job and stays valid until release.  Returns 0 or a
+     * negative MBX_E_* code with d set.
+     */
+    int (*parse)(svc_split_job *j, mbx_detail *d);
+    /* A worker, once the result is complete: sets the 200 answer in
+     * j->req->response.  Returns 0 or a negative code with d set. */
+    int (*render)(svc_split_job *j, mbx_detail *d);
+    /* Frees what parse and render made and the answer does not own, and
+     * the request body.  Called exactly once, on success or failure,
+     * before the connection is resumed; may run on any thread. */
+    void (*release)(svc_split_job *j);
+} svc_split_ops;
+
+struct svc_split_job {
+    svc_job job; /* first member: the pool's handle */
+    const svc_split_ops *ops;
+    struct svc_request *req;
+
+    /* Set by ops->parse. */
+    const mbx_config *config;
+    const mbx_batch *batch;
+    mbx_result *result;
+    mbx_shape shape;
+
+    /* Private. */
+    mbx_loss *loss;
+    int64_t images;
+    int units;    /* parallel units per phase = loss slots */
+    int failed;
+    int released;
+};
+
+/*
+ * HTTP thread, from a handler: runs j on the pool with the connection
+ * suspended.  j is malloc'ed by the caller (zeroed, concrete job first,
+ * svc_split_job first in it), with ops and req set here.  The job frees j
+ * itself once it is done; when the pool refuses it (503 overloaded is then
+ * the answer), ops->release runs and j is freed at once.
+ */
+void svc_split_dispatch(struct svc_request *req, svc_split_job *j, const svc_split_ops *ops);
+
+#endif
