@@ -8,7 +8,8 @@ what=${1:-test}
 run_pkgs=(meson ninja-build pkg-config gcc libc6-dev
           libjansson-dev libmicrohttpd-dev libuv1-dev)
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev python3 python3-numpy
-           shellcheck yamllint nginx clang libclang-rt-14-dev)
+           shellcheck yamllint nginx clang libclang-rt-14-dev
+           wrk valgrind openssl python3-torch python3-torchvision)
 
 pkgs=("${run_pkgs[@]}")
 if [ "$what" = test ]; then
