@@ -106,10 +106,8 @@ static void select_listed(const mbx_loss *ctx, mbx_slot *slot, const float *conf
 }
 
 /*
- * Hard negative mining of one image, 0 < k < E: marks k of the E eligible
- * anchors NEGATIVE.  Also checks the image's loc and conf for NaN and
- * infinity (the softmax pass does it as it streams them): returns 0, 2 for
- * a bad loc (reported first), 1 for a bad conf.
+ * Hard negative mining of one image, 0 < k < E, after the image pass rp
+ * (finite rows): marks k of the E eligible anchors NEGATIVE.
  *
  * Softmax first bounds every anchor's loss L by [lb, lb + ln C] with lb =
  * max z - z_background, in one cheap pass over the rows.  Any k anchors give
@@ -122,43 +120,21 @@ static void select_listed(const mbx_loss *ctx, mbx_slot *slot, const float *conf
  *     is T <= L_k;
  *  2. anchors outside S1 with lb + ln C >= T (margins for float rounding)
  *     are computed too; the rest are dropped.
+ * The lb come from the image pass (mbx_rows_pass), which also collected
+ * the candidates for both sets by a guess from the slot's previous image
+ * (checked; a pass over lb otherwise).  None of this changes the result,
+ * which is the exact top k whatever the guess or the split.
  */
-static int mine(const mbx_loss *ctx, mbx_slot *slot, int64_t image, const float *conf, int64_t A,
-                uint8_t *role, int64_t k, int64_t target, int *zeroed)
+static void mine(const mbx_loss *ctx, mbx_slot *slot, const float *conf, int64_t A,
+                 uint8_t *role, int64_t k, int64_t target, const mbx_rows_pass *rp)
 {
-    const float *loc = ctx->batch.loc + image * A * 4;
     const mbx_kernels *kern = &ctx->kern;
     int32_t *idx = slot->rows;
     float *val = slot->values;
     int64_t n = 0;
-    if (ctx->kp.kind == MBX_CONF_SOFTMAX) {
-        float *lb = slot->aux;
-        uint32_t *hist = (uint32_t *)(void *)slot->rank; /* sized for it, see loss.c */
-        /* This pass also zeroes the image's gradient blocks (see write_known). */
-        const mbx_result *res = ctx->result;
-        const int64_t C = ctx->kp.num_classes;
-        float *gc = res->grad_conf ? res->grad_conf + image * A * C : NULL;
-        float *gl = res->grad_loc ? res->grad_loc + image * A * 4 : NULL;
-        *zeroed = 1;
-        /*
-         * The pass also collects the anchors at or above the cut implied by
-         * this slot's previous edge less 20%: a guess, used only when it
-         * turns out low enough (the usual case), saving a pass over lb.
-         */
-        const double u = 0x1p-22; /* generous: each float rounding is within 2^-24 */
-        const double lnc = log((double)ctx->kp.num_classes) * (1.0 + u);
-        const double guess = 0.8 * slot->edge_hint;
-        const float collect =
-            guess > 0.0 ? nextafterf((float)((guess * (1.0 - u) - lnc) / (1.0 + u)), -INFINITY)
-                        : INFINITY;
-        int32_t *pending = slot->pending;
-        int64_t nlist = 0;
-        const int ok = kern->softmax_floor(&ctx->kp, conf, A, target, role, lb, hist, gc, gl, loc,
-                                           collect, pending, &nlist);
-        if (!(ok & MBX_FLOOR_LOC_OK))
-            return 2;
-        if (!(ok & MBX_FLOOR_CONF_OK))
-            return 1;
+    if (rp->want_floor) {
+        const float *lb = rp->lb;
+        const uint32_t *hist = rp->hist;
         /* The lower edge of the bin holding the k-th largest lb. */
         int64_t bin = MBX_FLOOR_BINS - 1, above = 0;
         while (above + hist[bin] < k)
@@ -171,15 +147,19 @@ static int mine(const mbx_loss *ctx, mbx_slot *slot, int64_t image, const float 
          * S1: lb >= edge.  pending: below the edge but above the cut that
          * L_k >= edge alone implies, rounded down: a superset of step 2.
          */
+        const double u = 0x1p-22; /* generous: each float rounding is within 2^-24 */
+        const double lnc = log((double)ctx->kp.num_classes) * (1.0 + u);
         const float loose = nextafterf((float)((edge * (1.0 - u) - lnc) / (1.0 + u)), -INFINITY);
+        int32_t *pending = slot->pending; /* rp->list */
         int64_t npend = 0;
-        if (collect <= loose) { /* the collected list holds both sets */
-            for (int64_t i = 0; i < nlist; i++) {
+        if (rp->collect <= loose) { /* the collected list holds both sets: split it in place */
+            for (int64_t i = 0; i < rp->nlist; i++) {
                 const int32_t a = pending[i];
-                if (lb[a] >= edge)
-                    idx[n++] = a;
-                else if (lb[a] >= loose)
-                    pending[npend++] = a;
+                const float v = lb[a];
+                idx[n] = a;
+                pending[npend] = a; /* npend <= i: writes trail the reads */
+                n += v >= edge;
+                npend += (v < edge) & (v >= loose);
             }
         } else {
             kern->partition2(lb, A, edge, loose, idx, &n, pending, &npend);
@@ -199,21 +179,17 @@ static int mine(const mbx_loss *ctx, mbx_slot *slot, int64_t image, const float 
             }
             kern->rank_list(&ctx->kp, conf, idx + n1, n - n1, target, val + n1, slot->scratch);
             select_listed(ctx, slot, conf, role, idx, val, n, k, target);
-            return 0;
+            return;
         }
         n = 0; /* cannot happen (the bins above hold fewer than k); rank everything */
     }
-    if (ctx->kp.kind != MBX_CONF_SOFTMAX && !kern->finite(loc, A * 4))
-        return 2;
-    if (!kern->rank(&ctx->kp, conf, A, target, slot->aux, slot->scratch))
-        return 1;
+    kern->rank(&ctx->kp, conf, A, target, slot->aux, slot->scratch);
     for (int64_t a = 0; a < A; a++) {
         idx[n] = (int32_t)a;
         val[n] = slot->aux[a];
         n += role[a] == MBX_ROLE_NONE;
     }
     select_listed(ctx, slot, conf, role, idx, val, n, k, target);
-    return 0;
 }
 
 /* How many counted rows ahead the gradient unit prefetches. */
@@ -256,16 +232,13 @@ static int64_t collect_counted(const uint8_t *role, int64_t A, int32_t *rows)
 }
 
 /*
- * The part of the image's outputs phase 1 can write, in one pass over the
- * rows in order (so the gradient stores stream): matches, roles, the zero
- * rows of both gradient blocks (unless `zeroed`: softmax mining zeroed them
- * while it streamed conf), and for every counted row its classification
- * loss (summed into conf_sum) and its gradient before the 1/N that grad
- * applies (N needs every image).  The conf rows are still in cache from
- * mining, and zeroing in phase 1 overlaps with other threads' work.  The
- * loc rows of positives are left to grad.
+ * The part of the image's outputs phase 1 can write (both gradient blocks
+ * were zeroed first): matches, roles, and for every counted row its
+ * classification loss (summed into conf_sum) and its gradient before the
+ * 1/N that grad applies (N needs every image).  The loc rows of positives
+ * are left to grad.
  */
-static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, int zeroed)
+static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot)
 {
     const mbx_result *res = ctx->result;
     const mbx_config *cfg = &ctx->cfg;
@@ -278,26 +251,11 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, int zeroed
         memcpy(res->matches + image * A, match, (size_t)A * sizeof *match);
     if (res->roles)
         memcpy(res->roles + image * A, role, (size_t)A);
-    float *gl = res->grad_loc ? res->grad_loc + image * A * 4 : NULL;
-    float *gc = res->grad_conf ? res->grad_conf + image * A * C : NULL;
     int32_t *rows = slot->rows;
     const int64_t n = collect_counted(role, A, rows);
     double conf_sum = 0.0;
-    int64_t zl = 0, zc = 0; /* first row of the pending zero runs */
-    if (zeroed)
-        gc = gl = NULL; /* only the counted rows are left to write */
-    for (int64_t i = 0; i <= n; i++) {
-        const int64_t a = i < n ? rows[i] : A;
-        if (gc && zc < a)
-            memset(gc + zc * C, 0, (size_t)(a - zc) * (size_t)C * sizeof(float));
-        zc = a + 1;
-        if (gl && (a == A || role[a] == MBX_ROLE_POSITIVE)) {
-            if (zl < a)
-                memset(gl + zl * 4, 0, (size_t)(a - zl) * 4 * sizeof(float));
-            zl = a + 1;
-        }
-        if (a == A)
-            break;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t a = rows[i];
         if (i + PREFETCH_AHEAD < n) {
             const float *ahead = conf + (int64_t)rows[i + PREFETCH_AHEAD] * C;
             for (int64_t off = 0; off < C; off += 16)
@@ -337,6 +295,15 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     uint8_t *role = ctx->role + image * A;
 
     memset(st, 0, sizeof *st);
+    /*
+     * The image's gradient blocks start at zero (the rows that count are
+     * written over, a few percent): one memset each streams best.
+     */
+    const mbx_result *res = ctx->result;
+    if (res->grad_conf)
+        memset(res->grad_conf + image * A * C, 0, (size_t)(A * C) * sizeof(float));
+    if (res->grad_loc)
+        memset(res->grad_loc + image * A * 4, 0, (size_t)(A * 4) * sizeof(float));
 
     /* Ground truth of this image, difficult boxes dropped unless used. */
     const mbx_image_targets *t = &b->targets[image];
@@ -365,39 +332,52 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
                                 .by1 = ctx->by1,
                                 .bx2 = ctx->bx2,
                                 .by2 = ctx->by2};
-    int64_t E;
-    const int64_t P = mbx_match_image(&ctx->kern, &an, slot->gts, n, cfg->bipartite,
-                                      cfg->overlap_threshold, cfg->neg_overlap, &slot->match,
-                                      match, role, &E);
-    const int64_t k = negatives_wanted(cfg, P, E);
+    /*
+     * The image pass: matching, and as the roles of each block of anchors
+     * become known its rows' work (mbx_rows_pass): conf and loc checked,
+     * and for softmax mining the lb and their
+     * histogram, with the candidates collected at or above the cut implied
+     * by this slot's previous edge less 10% (a guess, checked by mine()).
+     */
     const int64_t target = cfg->background_label;
-    int zeroed = 0; /* gradient blocks already zeroed by the mining pass */
-    if (k > 0 && k < E) {
-        const int bad = mine(ctx, slot, image, conf, A, role, k, target, &zeroed);
-        if (bad) {
-            if (bad == 2)
-                fail(st, 0, loc, A * 4);
-            else
-                fail(st, 1, conf, A * C);
-            return;
-        }
-    } else {
-        if (!ctx->kern.finite(loc, A * 4)) {
-            fail(st, 0, loc, A * 4);
-            return;
-        }
-        if (!ctx->kern.finite(conf, A * C)) {
-            fail(st, 1, conf, A * C);
-            return;
-        }
-        if (k == E)
-            for (int64_t a = 0; a < A; a++)
-                if (role[a] == MBX_ROLE_NONE)
-                    role[a] = MBX_ROLE_NEGATIVE;
+    const int want_floor =
+        cfg->mining == MBX_MINING_HARD_NEGATIVE && ctx->kp.kind == MBX_CONF_SOFTMAX;
+    const double u = 0x1p-22, lnc = log((double)C) * (1.0 + u);
+    const double guess = 0.9 * slot->edge_hint;
+    mbx_rows_pass rp = {
+        .conf = conf,
+        .loc = loc,
+        .target = target,
+        .want_floor = want_floor,
+        .lb = slot->aux,
+        .hist = (uint32_t *)(void *)slot->rank, /* sized for it, see loss.c */
+        .collect = guess > 0.0 ? nextafterf((float)((guess * (1.0 - u) - lnc) / (1.0 + u)),
+                                            -INFINITY)
+                               : INFINITY,
+        .list = slot->pending,
+    };
+    int64_t E;
+    const int64_t P = mbx_match_image(&ctx->kern, &ctx->kp, &an, slot->gts, n, cfg->bipartite,
+                                      cfg->overlap_threshold, cfg->neg_overlap, &slot->match,
+                                      match, role, &E, &rp);
+    if (!(rp.flags & MBX_FLOOR_LOC_OK)) {
+        fail(st, 0, loc, A * 4);
+        return;
     }
+    if (!(rp.flags & MBX_FLOOR_CONF_OK)) {
+        fail(st, 1, conf, A * C);
+        return;
+    }
+    const int64_t k = negatives_wanted(cfg, P, E);
+    if (k > 0 && k < E)
+        mine(ctx, slot, conf, A, role, k, target, &rp);
+    else if (k == E)
+        for (int64_t a = 0; a < A; a++)
+            if (role[a] == MBX_ROLE_NONE)
+                role[a] = MBX_ROLE_NEGATIVE;
     st->num_positives = P;
     st->num_negatives = k;
-    write_known(ctx, image, slot, zeroed);
+    write_known(ctx, image, slot);
 }
 
 /* float of a finite double, saturated at the largest finite float. */

@@ -64,7 +64,6 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
 {
     k->rank = rank_generic;
     k->rank_list = rank_list_generic;
-    k->softmax_floor = softmax_floor_generic;
     k->row = row_generic;
     k->finite = finite_generic;
     k->iou_all = iou_all_generic;
@@ -79,7 +78,6 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
             k->rank = rank_v3;
             k->rank_list = rank_list_v3;
-            k->softmax_floor = softmax_floor_v3;
             k->row = row_v3;
             k->finite = finite_v3;
             k->iou_all = iou_all_v3;

@@ -49,6 +49,27 @@ typedef struct mbx_gt_box {
     int64_t index;
 } mbx_gt_box;
 
+/*
+ * The per-row work that streams along with the matching pass (iou_all), for
+ * one image's rows a < A: conf and loc are checked for NaN/infinity; with
+ * want_floor (softmax mining), lb[a] = max z - z_target (a lower bound of
+ * the loss, which is at most lb + ln C) for anchors left NONE by the
+ * threshold step, -infinity for the others, hist[MBX_FLOOR_BINS] counts
+ * those lb by their float bits >> 19, and list[] gets the anchors with
+ * lb >= collect, increasing.
+ */
+typedef struct mbx_rows_pass {
+    const float *conf, *loc; /* the image's [A][C] and [A][4] */
+    int64_t target;          /* background column (want_floor) */
+    int want_floor;
+    float *lb;               /* [A] (want_floor) */
+    uint32_t *hist;          /* [MBX_FLOOR_BINS] (want_floor) */
+    float collect;           /* list threshold (want_floor) */
+    int32_t *list;           /* [A] (want_floor) */
+    int64_t nlist;           /* out: entries of list */
+    int flags;               /* out: MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK for what is finite */
+} mbx_rows_pass;
+
 typedef struct mbx_kernels {
     /*
      * For each of the A rows of conf (row-major [A][C]), writes to rank[a]
@@ -66,37 +87,27 @@ typedef struct mbx_kernels {
     int (*rank_list)(const mbx_kparams *kp, const float *conf, const int32_t *idx, int64_t n,
                      int64_t target, float *out, float *scratch);
     /*
-     * Softmax only: lb[a] = max_k z_k - z_target, a lower bound of the loss
-     * (which is at most lb + ln C), for anchors with role[a] == MBX_ROLE_NONE,
-     * and -infinity for the others; hist[MBX_FLOOR_BINS] counts the eligible
-     * lb by their float bits >> 19 (sign clear).  gc[A][C] and gl[A][4], when
-     * not NULL, are zeroed along the way, and loc[A][4], when not NULL, is
-     * checked too; list[A] gets the anchors with lb >= collect, increasing,
-     * *nlist of them.  Returns MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK for the
-     * parts that are all finite (a NULL loc counts as finite).
-     */
-    int (*softmax_floor)(const mbx_kparams *kp, const float *conf, int64_t A, int64_t target,
-                         const uint8_t *role, float *lb, uint32_t *hist, float *gc, float *gl,
-                         const float *loc, float collect, int32_t *list, int64_t *nlist);
-    /*
      * The loss of one row z[C] against `target`, float32-accurate (returned
      * in double); when grad is not NULL also writes grad[C] = scale * dloss/dz.
      */
     double (*row)(const mbx_kparams *kp, const float *z, int64_t target, float scale,
                   float *grad);
     /*
-     * IoU of every GT gts[0..n) (n >= 1) with every anchor, exactly as
-     * torchvision's box_iou in double, and the threshold step and ignore
+     * The image pass.  IoU of every GT gts[0..n) with every anchor, exactly
+     * as torchvision's box_iou in double, and the threshold step and ignore
      * band: for a < an->count, match[a] = the first GT reaching the anchor's
      * largest IoU and role POSITIVE where that IoU >= thr, else match -1
-     * and role IGNORED (IoU >= neg) or NONE.  gt_value[g] and gt_arg[g] get
-     * each GT's largest IoU and the lowest anchor reaching it (anchor 0
-     * when the GT overlaps none).  Returns the number of positives and sets
-     * *eligible to the number of NONE roles.  lane[8 n] is working space.
+     * and role IGNORED (IoU >= neg) or NONE (all NONE when n is 0).
+     * gt_value[g] and gt_arg[g] get each GT's largest IoU and the lowest
+     * anchor reaching it (anchor 0 when the GT overlaps none).  Returns the
+     * number of positives and sets *eligible to the number of NONE roles.
+     * lane[8 n] is working space.  With rp, also the rows' work of
+     * mbx_rows_pass, block by block as the roles become known.
      */
-    int64_t (*iou_all)(const mbx_anchor_cols *an, const mbx_gt_box *gts, int64_t n, double thr,
-                       double neg, double *lane, double *gt_value, int64_t *gt_arg,
-                       int32_t *match, uint8_t *role, int64_t *eligible);
+    int64_t (*iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *an, const mbx_gt_box *gts,
+                       int64_t n, double thr, double neg, double *lane, double *gt_value,
+                       int64_t *gt_arg, int32_t *match, uint8_t *role, int64_t *eligible,
+                       mbx_rows_pass *rp);
     /* row[a] = IoU of gt with anchor a, for a < apad (same values as iou_all). */
     void (*iou_row)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *row);
     /*

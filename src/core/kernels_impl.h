@@ -21,9 +21,6 @@
 
 #ifndef MBX_KERNELS_IMPL_COMMON
 #define MBX_KERNELS_IMPL_COMMON
-/* 0.0f, read through volatile so the compiler cannot fold it (see softmax_floor). */
-static const volatile float mbx_opaque_zero_source = 0.0f;
-#define mbx_opaque_zero (mbx_opaque_zero_source)
 typedef struct krow {
     int64_t C;
     int64_t nfull;    /* full vectors at offsets 8j */
@@ -203,72 +200,6 @@ KATTR static int KFN(rank_softmax)(const mbx_kparams *kp, const float *conf, int
     }
     KFN(add_log1p)(rank, scratch, A);
     return KFN(sum_finite)(fin) || KFN(finite)(conf, A * g.C);
-}
-
-/*
- * Softmax lower bound: lb[a] = m - z_t (<= the loss <= lb + ln C) for the
- * anchors with role NONE, -infinity for the others, and hist[] (MBX_FLOOR_BINS
- * counters, zeroed here) of the eligible lb by their float bits >> 19.
- * When gc / gl are not NULL, also zeroes row a of gc[A][C] and gl[A][4] as
- * it goes, and when loc is not NULL checks its rows too: all the image's
- * traffic streams in one pass.  list[] gets the anchors with lb >= collect,
- * increasing (*nlist of them).  Returns MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK
- * for the parts that are finite (loc NULL counts as finite).
- */
-KATTR static int KFN(softmax_floor)(const mbx_kparams *kp, const float *conf, int64_t A,
-                                    int64_t target, const uint8_t *role, float *lb,
-                                    uint32_t *hist, float *gc, float *gl, const float *loc,
-                                    float collect, int32_t *list, int64_t *nlist)
-{
-    int64_t nl = 0;
-    krow g;
-    krow_init(&g, kp->num_classes);
-    const v8si tmask = KFN(tail_mask)(&g);
-    v8sf fin = vset1(0.0f);
-    v4sf lfin = {0.0f, 0.0f, 0.0f, 0.0f};
-    /* A zero the compiler cannot see, or it turns each row's stores into a memset call. */
-    const v8sf zero = vset1(mbx_opaque_zero);
-    memset(hist, 0, MBX_FLOOR_BINS * sizeof *hist);
-    for (int64_t a = 0; a < A; a++) {
-        if (loc) {
-            v4sf l;
-            memcpy(&l, loc + 4 * a, sizeof l);
-            lfin += l;
-        }
-        const float *z = conf + a * g.C;
-        const float m = KFN(row_max)(&g, tmask, z, &fin);
-        float v = m - z[target];
-        if (role[a] == MBX_ROLE_NONE) {
-            uint32_t bits;
-            memcpy(&bits, &v, sizeof bits);
-            hist[(bits >> 19) & (MBX_FLOOR_BINS - 1)]++; /* v >= 0: sign bit clear */
-        } else {
-            v = -INFINITY;
-        }
-        lb[a] = v;
-        list[nl] = (int32_t)a;
-        nl += v >= collect;
-        if (gc) {
-            float *row = gc + a * g.C;
-            for (int64_t j = 0; j < g.nfull; j++)
-                vstore(row + 8 * j, zero);
-            if (g.tail)
-                KFN(tail_store)(&g, row, zero);
-        }
-        if (gl) {
-            static const float zero4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            memcpy(gl + 4 * a, zero4, sizeof zero4);
-        }
-    }
-    *nlist = nl;
-    int ok = 0;
-    if (KFN(sum_finite)(fin) || KFN(finite)(conf, A * g.C))
-        ok |= MBX_FLOOR_CONF_OK;
-    lfin = lfin - lfin;
-    if (!loc || (lfin[0] == 0.0f && lfin[1] == 0.0f && lfin[2] == 0.0f && lfin[3] == 0.0f) ||
-        KFN(finite)(loc, A * 4))
-        ok |= MBX_FLOOR_LOC_OK;
-    return ok;
 }
 
 /* Sigmoid loss of one row: sum of softplus(x), x = -z on the target column, z elsewhere. */
@@ -618,19 +549,78 @@ KINL int KFN(block_misses)(const KFN(iou_ctx) *c, int64_t blk)
 }
 
 /*
- * Every GT against every anchor, anchors outside and GTs inside, so the
- * anchor columns stream once per image (not once per GT): for each block of
- * MBX_ANCHOR_BLOCK anchors, each anchor's best IoU and its GT start at
- * (0, gts[0].index) in registers, each GT whose box meets the block's bounds
- * updates them, and the block is classified at once (threshold step and
- * ignore band).  lane[] (8 x n doubles of caller scratch) keeps each GT's
- * per-lane maximum and its anchor.
+ * The image pass: every GT against every anchor, anchors outside and GTs
+ * inside, so the anchor columns stream once per image (not once per GT):
+ * for each block of MBX_ANCHOR_BLOCK anchors, each anchor's best IoU and its
+ * GT start at (0, gts[0].index) in registers, each GT whose box meets the
+ * block's bounds updates them, and the block is classified at once
+ * (threshold step and ignore band); then, with rp, the block's rows of conf
+ * and loc are processed (rows_block), so the image's reads stream while the
+ * IoUs compute.  lane[] (8 x n doubles of caller
+ * scratch) keeps each GT's per-lane maximum and its anchor.
  */
-KATTR static int64_t KFN(iou_all)(const mbx_anchor_cols *an, const mbx_gt_box *gts, int64_t n,
-                                  double thr, double neg, double *lane, double *gt_value,
-                                  int64_t *gt_arg, int32_t *match, uint8_t *role,
-                                  int64_t *eligible)
+/*
+ * The per-row work of the image pass for anchors [a0, a1), whose roles are
+ * known: see mbx_rows_pass.  fin / lfin collect the sums of the conf and loc
+ * values (see sum_finite).
+ */
+KINL void KFN(rows_block)(const krow *g, v8si tmask, mbx_rows_pass *rp, const uint8_t *role,
+                          int64_t a0, int64_t a1, v8sf *fin, v4sf *lfin, int64_t *nl)
 {
+    /* Locals: stores through lb / hist / list could alias rp itself. */
+    const float *const loc = rp->loc, *const conf = rp->conf;
+    float *const lb = rp->lb;
+    uint32_t *const hist = rp->hist;
+    int32_t *const list = rp->list;
+    const float collect = rp->collect;
+    const int64_t target = rp->target, C = g->C;
+    int64_t n = *nl;
+    v8sf f = *fin;
+    v4sf lf = *lfin;
+    for (int64_t a = a0; a < a1; a++) {
+        v4sf l;
+        memcpy(&l, loc + 4 * a, sizeof l);
+        lf += l;
+        const float *z = conf + a * C;
+        if (rp->want_floor) {
+            const float m = KFN(row_max)(g, tmask, z, &f);
+            float v = m - z[target];
+            if (role[a] == MBX_ROLE_NONE) {
+                uint32_t bits;
+                memcpy(&bits, &v, sizeof bits);
+                hist[(bits >> 19) & (MBX_FLOOR_BINS - 1)]++; /* v >= 0: sign bit clear */
+            } else {
+                v = -INFINITY;
+            }
+            lb[a] = v;
+            list[n] = (int32_t)a;
+            n += v >= collect;
+        } else {
+            for (int64_t j = 0; j < g->nfull; j++)
+                f += vload(z + 8 * j);
+            if (g->tail)
+                f += vand(tmask, KFN(tail_load)(g, z, 0.0f));
+        }
+    }
+    *nl = n;
+    *fin = f;
+    *lfin = lf;
+}
+
+KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *an,
+                                  const mbx_gt_box *gts, int64_t n, double thr, double neg,
+                                  double *lane, double *gt_value, int64_t *gt_arg,
+                                  int32_t *match, uint8_t *role, int64_t *eligible,
+                                  mbx_rows_pass *rp)
+{
+    krow rg;
+    krow_init(&rg, kp->num_classes);
+    const v8si tmask = KFN(tail_mask)(&rg);
+    v8sf fin = vset1(0.0f);
+    v4sf lfin = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t nl = 0;
+    if (rp && rp->want_floor)
+        memset(rp->hist, 0, MBX_FLOOR_BINS * sizeof *rp->hist);
     const double floor = neg; /* best IoUs below neg_overlap (<= thr) change nothing */
     const v4df vfloor = vset1d(floor);
     const v4df vthr = vset1d(thr), vneg = vset1d(neg);
@@ -641,7 +631,7 @@ KATTR static int64_t KFN(iou_all)(const mbx_anchor_cols *an, const mbx_gt_box *g
         vstored(lane + 8 * g, vset1d(0.0));
         vstorel((int64_t *)(void *)(lane + 8 * g + 4), vset1l(0));
     }
-    const v4di first = vset1l(gts[0].index);
+    const v4di first = vset1l(n > 0 ? gts[0].index : -1);
     const v4di iota = {0, 1, 2, 3};
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
     for (int64_t blk = 0; blk < nblk; blk++) {
@@ -714,8 +704,22 @@ KATTR static int64_t KFN(iou_all)(const mbx_anchor_cols *an, const mbx_gt_box *g
                 }
             }
         }
+        if (rp) {
+            const int64_t a1 = a0 + MBX_ANCHOR_BLOCK < count ? a0 + MBX_ANCHOR_BLOCK : count;
+            KFN(rows_block)(&rg, tmask, rp, role, a0, a1, &fin, &lfin, &nl);
+        }
     }
     *eligible = nelig[0] + nelig[1] + nelig[2] + nelig[3];
+    if (rp) {
+        rp->nlist = nl;
+        rp->flags = 0;
+        if (KFN(sum_finite)(fin) || KFN(finite)(rp->conf, count * rg.C))
+            rp->flags |= MBX_FLOOR_CONF_OK;
+        lfin = lfin - lfin;
+        if ((lfin[0] == 0.0f && lfin[1] == 0.0f && lfin[2] == 0.0f && lfin[3] == 0.0f) ||
+            KFN(finite)(rp->loc, count * 4))
+            rp->flags |= MBX_FLOOR_LOC_OK;
+    }
     for (int64_t g = 0; g < n; g++) {
         const v4df lmax = vloadd(lane + 8 * g);
         const v4di larg = vloadl((const int64_t *)(const void *)(lane + 8 * g + 4));

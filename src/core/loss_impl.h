@@ -63,6 +63,9 @@ struct mbx_loss {
     int64_t apad;
     double *ax1, *ay1, *ax2, *ay2, *aarea; /* [apad] anchors of the current batch */
     double *bx1, *by1, *bx2, *by2;          /* [apad / MBX_ANCHOR_BLOCK] block bounds */
+    float *loaded_anchors;                  /* [A][4] the raw anchors the columns hold */
+    int64_t loaded_count;                   /* their count, 0 when none */
+    mbx_box_format loaded_format;
     int32_t *match;                         /* [B][A] GT index or -1 */
     uint8_t *role;                          /* [B][A] mbx_anchor_role */
     mbx_image_state *images;                /* [B] */

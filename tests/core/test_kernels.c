@@ -135,6 +135,40 @@ static void random_row(rng *r, float *z, int64_t C, int extreme)
 }
 
 /*
+ * The image pass (iou_all) with no GT over A rows: all anchors eligible.
+ * Fills lb, hist and list when want_floor; returns the finiteness flags.
+ */
+static int rows_pass(const mbx_kernels *k, const mbx_kparams *kp, const float *conf,
+                     const float *loc, int64_t A, int64_t target, int want_floor, float collect,
+                     float *lb, uint32_t *hist, int32_t *list, int64_t *nlist)
+{
+    const int64_t apad = (A + MBX_ANCHOR_BLOCK - 1) / MBX_ANCHOR_BLOCK * MBX_ANCHOR_BLOCK;
+    const mbx_anchor_cols an = {.count = A, .apad = apad};
+    int32_t *match = malloc((size_t)A * sizeof *match);
+    uint8_t *role = malloc((size_t)A);
+    float *zero_loc = calloc((size_t)A * 4, sizeof(float));
+    mbx_rows_pass rp = {.conf = conf,
+                        .loc = loc ? loc : zero_loc,
+                        .target = target,
+                        .want_floor = want_floor,
+                        .lb = lb,
+                        .hist = hist,
+                        .collect = collect,
+                        .list = list};
+    int64_t eligible;
+    const int64_t pos = k->iou_all(kp, &an, NULL, 0, 0.5, 0.5, NULL, NULL, NULL, match, role,
+                                   &eligible, &rp);
+    assert_int_equal(pos, 0);
+    assert_int_equal(eligible, A);
+    if (nlist)
+        *nlist = rp.nlist;
+    free(match);
+    free(role);
+    free(zero_loc);
+    return rp.flags;
+}
+
+/*
  * The fast ranking values (rank, rank_list, and the row losses) are within
  * mbx_rank_bound of the double-precision loss: the exactness of the negative
  * selection rests on this.
@@ -197,14 +231,12 @@ static void test_rank_bound(void **state)
                         if (kind == MBX_CONF_SOFTMAX) {
                             /* The pruning bound holds: lb <= exact loss <= lb + ln C. */
                             float lb[A];
-                            uint8_t role[A];
                             uint32_t hist[MBX_FLOOR_BINS];
                             int32_t idx2[A];
                             int64_t nl;
-                            memset(role, MBX_ROLE_NONE, sizeof role);
                             const float collect = 1.5f;
-                            k[v].softmax_floor(&kp, conf, A, target, role, lb, hist, NULL, NULL,
-                                               NULL, collect, idx2, &nl);
+                            rows_pass(&k[v], &kp, conf, NULL, A, target, 1, collect, lb, hist,
+                                      idx2, &nl);
                             int64_t want = 0;
                             for (int a = 0; a < A; a++)
                                 if (lb[a] >= collect) /* collected, in order */
@@ -304,16 +336,15 @@ static void test_row_extremes(void **state)
         }
 }
 
-/* softmax_floor's finiteness flags for A rows of conf (and loc, may be NULL). */
+/* The image pass's finiteness flags for A rows of conf (and loc, may be NULL). */
 static int floor_flags(const mbx_kernels *k, const mbx_kparams *kp, const float *conf, int64_t A,
-                       const uint8_t *role, const float *loc)
+                       const float *loc)
 {
     float *lb = malloc((size_t)A * sizeof *lb);
     int32_t *list = malloc((size_t)A * sizeof *list);
     uint32_t *hist = malloc(MBX_FLOOR_BINS * sizeof *hist);
-    int64_t n;
-    const int ok =
-        k->softmax_floor(kp, conf, A, 0, role, lb, hist, NULL, NULL, loc, 0.0f, list, &n);
+    const int ok = rows_pass(k, kp, conf, loc, A, 0, kp->kind == MBX_CONF_SOFTMAX, 0.0f, lb, hist,
+                             list, NULL);
     free(lb);
     free(list);
     free(hist);
@@ -339,9 +370,7 @@ static void test_finiteness(void **state)
                 mbx_kparams kp = {(mbx_conf_loss)kind, C, 0.25, 2.0, 0.25f, 2.0f};
                 float *conf = malloc((size_t)(A * C) * sizeof(float));
                 float out[A], scratch[A];
-                uint8_t role[A];
                 int32_t idx[A];
-                memset(role, MBX_ROLE_NONE, sizeof role);
                 for (int a = 0; a < A; a++)
                     idx[a] = a;
                 /* Huge finite values everywhere: all finite. */
@@ -349,10 +378,8 @@ static void test_finiteness(void **state)
                     conf[i] = (i % 3 ? 3e38f : -3e38f);
                 assert_int_equal(k[v].rank(&kp, conf, A, 0, out, scratch), 1);
                 assert_int_equal(k[v].rank_list(&kp, conf, idx, A, 0, out, scratch), 1);
-                if (kind == MBX_CONF_SOFTMAX)
-                    assert_int_equal(
-                        floor_flags(&k[v], &kp, conf, A, role, NULL),
-                        MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK);
+                assert_int_equal(floor_flags(&k[v], &kp, conf, A, NULL),
+                                 MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK);
                 for (int64_t pos = 0; pos < A * C; pos += 1 + (pos % 5)) {
                     for (int64_t i = 0; i < A * C; i++)
                         conf[i] = (float)rng_normal(&r);
@@ -369,27 +396,22 @@ static void test_finiteness(void **state)
                         if (a != row)
                             others[m++] = a;
                     assert_int_equal(k[v].rank_list(&kp, conf, others, m, 0, out, scratch), 1);
-                    if (kind == MBX_CONF_SOFTMAX)
-                        assert_int_equal(
-                            floor_flags(&k[v], &kp, conf, A, role, NULL),
-                            MBX_FLOOR_LOC_OK);
+                    assert_int_equal(floor_flags(&k[v], &kp, conf, A, NULL), MBX_FLOOR_LOC_OK);
                 }
-                if (kind == MBX_CONF_SOFTMAX) {
-                    /* The loc rows the softmax pass checks as it streams. */
+                {
+                    /* The loc rows the image pass checks as it streams. */
                     float loc[A * 4];
                     for (int64_t i = 0; i < A * C; i++)
                         conf[i] = (float)rng_normal(&r);
                     for (int i = 0; i < A * 4; i++)
                         loc[i] = i % 2 ? 3e38f : 2e38f; /* sums overflow, values finite */
-                    assert_int_equal(
-                        floor_flags(&k[v], &kp, conf, A, role, loc),
-                        MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK);
+                    assert_int_equal(floor_flags(&k[v], &kp, conf, A, loc),
+                                     MBX_FLOOR_CONF_OK | MBX_FLOOR_LOC_OK);
                     for (int pos = 0; pos < A * 4; pos += 7) {
                         const float keep = loc[pos];
                         loc[pos] = bad[pos % 3];
-                        assert_int_equal(
-                            floor_flags(&k[v], &kp, conf, A, role, loc),
-                            MBX_FLOOR_CONF_OK);
+                        assert_int_equal(floor_flags(&k[v], &kp, conf, A, loc),
+                                         MBX_FLOOR_CONF_OK);
                         loc[pos] = keep;
                     }
                 }

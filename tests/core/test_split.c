@@ -3,8 +3,9 @@
  * mbx_loss_compute() whatever the split: two pthreads running the match and
  * grad units on their own slots, images in forward, reverse, interleaved and
  * shuffled orders, slots swapped between phases, and a context reused for
- * several batches.  Also: a unit's failure is reported by reduce (lowest
- * image first) and finish, and later units do nothing.
+ * several batches (anchors changed in place included).  Also: a unit's
+ * failure is reported by reduce (lowest image first) and finish, and later
+ * units do nothing.
  */
 #include <math.h>
 #include <pthread.h>
@@ -163,6 +164,49 @@ static void test_context_reuse(void **state)
     mbx_loss_free(shared);
 }
 
+/*
+ * The context keeps the anchors it converted last and skips the work when
+ * the next batch brings the same ones: anchors changed in place (same
+ * pointer), or rejected, must be seen.
+ */
+static void test_anchor_reload(void **state)
+{
+    (void)state;
+    rng r = {24};
+    batch_spec spec = {2, 64, 5, 1, 4, 2.0, 1.0, 0, 0, MBX_BOX_XYXY};
+    test_batch tb;
+    batch_random(&tb, &spec, &r);
+    mbx_config cfg;
+    mbx_config_default(&cfg);
+    mbx_loss *kept = loss_for(&cfg, &tb.b, tb.max_boxes, 1);
+    test_result a, b;
+    result_alloc(&a, &tb.b);
+    result_alloc(&b, &tb.b);
+    for (int step = 0; step < 4; step++) {
+        if (step == 1) /* move one anchor in place */
+            for (int k = 0; k < 4; k++)
+                tb.anchors[4 * 7 + k] = tb.targets[0].boxes[k];
+        if (step == 2) { /* a bad anchor, then the good ones again */
+            const float keep = tb.anchors[4 * 9 + 2];
+            tb.anchors[4 * 9 + 2] = tb.anchors[4 * 9];
+            assert_int_equal(mbx_loss_compute(kept, &tb.b, &a.r, NULL), MBX_E_DEGENERATE_BOX);
+            tb.anchors[4 * 9 + 2] = keep;
+        }
+        if (step == 3) /* the same values read as cxcywh */
+            tb.b.anchors_format = MBX_BOX_CXCYWH;
+        mbx_loss *fresh = loss_for(&cfg, &tb.b, tb.max_boxes, 1);
+        assert_int_equal(mbx_loss_compute(kept, &tb.b, &a.r, NULL), 0);
+        assert_int_equal(mbx_loss_compute(fresh, &tb.b, &b.r, NULL), 0);
+        if (!result_identical(&a, &b))
+            fail_msg("step %d: the kept context differs from a fresh one", step);
+        mbx_loss_free(fresh);
+    }
+    result_free(&a);
+    result_free(&b);
+    mbx_loss_free(kept);
+    batch_free(&tb);
+}
+
 /* NaN in image 3's conf and infinity in image 1's loc: reduce names image 1; nothing written. */
 static void test_unit_errors(void **state)
 {
@@ -209,6 +253,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_split_bit_identical),
         cmocka_unit_test(test_context_reuse),
+        cmocka_unit_test(test_anchor_reload),
         cmocka_unit_test(test_unit_errors),
     };
     return cmocka_run_group_tests_name("core split determinism", tests, NULL, NULL);

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,9 @@ static pid_t spawn(const char *const *args, const char *const *env, int no_liste
         return -1;
     }
     if (pid == 0) {
+        /* A test that dies (a failed assertion, a sanitizer abort) must not
+         * leave its server running. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], STDERR_FILENO);
         dup2(fds[1], STDOUT_FILENO);
         for (int i = 0; env && env[i]; i++)
@@ -393,7 +397,7 @@ long http_do(const http_req *req, http_resp *resp)
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, resp->curl_error);
-    hdrs = curl_slist_append(hdrs, "Expect:");
+    hdrs = curl_slist_append(hdrs, req->expect_continue ? "Expect: 100-continue" : "Expect:");
     if (req->content_type) {
         snprintf(ct, sizeof ct, "Content-Type: %s", req->content_type);
         hdrs = curl_slist_append(hdrs, ct);

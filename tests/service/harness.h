@@ -73,6 +73,7 @@ typedef struct http_req {
     const void *body;         /* NULL: no body */
     size_t len;
     int chunked;              /* send the body chunked */
+    int expect_continue;      /* send "Expect: 100-continue" (the server may answer before the body) */
     void *curl;               /* a CURL easy handle to reuse (keep-alive), or NULL */
     long timeout_ms;          /* 0: 60 s */
 } http_req;
