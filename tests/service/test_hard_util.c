@@ -187,6 +187,11 @@ long hard_do(const hard_req *req, hard_resp *resp)
     if (req->cainfo)
         curl_easy_setopt(c, CURLOPT_CAINFO, req->cainfo);
     hdrs = curl_slist_append(hdrs, req->expect_100 ? "Expect: 100-continue" : "Expect:");
+    /* curl sends the body anyway after 1 s without an answer; on a loaded
+     * machine (sanitizers, CI) the server's early answer can take longer, so
+     * wait as long as the request may take. */
+    if (req->expect_100)
+        curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 30000L);
     if (req->content_type) {
         snprintf(ct, sizeof ct, "Content-Type: %s", req->content_type);
         hdrs = curl_slist_append(hdrs, ct);
