@@ -10,6 +10,8 @@
 #   RUNS                 timed runs of each side (default 30)
 # The comparison uses torchvision's matching rule (--bipartite per_gt); the
 # rest of the config is the library default, which is torchvision's.
+# multibox-bench evicts the caches before each timed run of the loss and of
+# the floor, so both start from DRAM; add --no-flush for warm caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_config.h"
 #include "bench_dump.h"
@@ -38,6 +39,8 @@ typedef struct options {
     const char *config_json; /* NULL: defaults */
     const char *dump_path;   /* NULL: no dump */
     int no_floor;
+    int no_flush;            /* 1: keep the caches warm between timed runs */
+    int64_t flush_mb;        /* eviction buffer size, 0: twice the L3 */
 } options;
 
 static void usage(FILE *out)
@@ -46,13 +49,15 @@ static void usage(FILE *out)
             "usage: multibox-bench [--preset NAME] [--batch B] [--classes C] [--gt LO-HI]\n"
             "                      [--threads T] [--runs N] [--warmup W] [--seed S]\n"
             "                      [--config-json '{...}'] [--LOSS-KEY VALUE ...]\n"
-            "                      [--dump FILE] [--no-floor]\n"
+            "                      [--dump FILE] [--no-floor] [--no-flush]\n"
             "Times forward+backward of the MultiBox loss (split API, T threads) and the\n"
             "memory-traffic floor; defaults: ssd300_voc, B 32, C 21, GT 1-10, T 2, 30 runs,\n"
             "5 warm-up runs, seed 1, the library's default config.\n"
             "  --config-json  a /v1/loss \"config\" object (needs the codec)\n"
             "  --dump FILE    write the generated inputs as a /v1/loss request body\n"
             "  --no-floor     skip the memory-traffic floor\n"
+            "  --no-flush     do not evict the caches before each timed run (warm L3)\n"
+            "  --flush-mb N   size of the eviction read (default: twice the L3, 64-256 MB)\n"
             "loss keys (override --config-json):\n");
     bench_config_print_keys(out);
 }
@@ -80,6 +85,10 @@ static int parse_args(int argc, char **argv, options *opt, int *flag_idx, int *n
         }
         if (strcmp(a, "--no-floor") == 0) {
             opt->no_floor = 1;
+            continue;
+        }
+        if (strcmp(a, "--no-flush") == 0) {
+            opt->no_flush = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
@@ -131,6 +140,9 @@ static int parse_args(int argc, char **argv, options *opt, int *flag_idx, int *n
             opt->seed = (uint64_t)n;
         } else if (strcmp(a, "--config-json") == 0) {
             opt->config_json = v;
+        } else if (strcmp(a, "--flush-mb") == 0) {
+            if (parse_int64(v, 1, 1 << 16, &opt->flush_mb))
+                goto bad;
         } else if (strcmp(a, "--dump") == 0) {
             opt->dump_path = v;
         } else {
@@ -556,6 +568,55 @@ static void floor_phase(void *arg, int t)
     job->sink[t] += s; /* keeps the reads alive */
 }
 
+/*
+ * Cache eviction before each timed run: the pool's threads read (clean, so
+ * nothing is written back later) their share of a buffer twice the size of
+ * the last-level cache, so that the loss and the floor both start from DRAM,
+ * in the same state, as a floor of memory traffic means.
+ */
+typedef struct flush_job {
+    const uint64_t *buf;
+    size_t words;
+    int threads;
+    uint64_t sink[256];
+} flush_job;
+
+static void flush_phase(void *arg, int t)
+{
+    flush_job *job = arg;
+    size_t w0 = job->words * (size_t)t / (size_t)job->threads;
+    size_t w1 = job->words * (size_t)(t + 1) / (size_t)job->threads;
+    uint64_t s = 0;
+    for (size_t i = w0; i < w1; i += 8) /* one word per 64-byte line */
+        s += job->buf[i];
+    job->sink[t] += s;
+}
+
+/* Bytes of the last-level cache: sysfs first (sysconf may report a VM's
+ * host-wide figure), then sysconf, else 0. */
+static size_t l3_bytes(void)
+{
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r");
+    if (f) {
+        unsigned long long v = 0;
+        char unit = 0;
+        int got = fscanf(f, "%llu%c", &v, &unit);
+        fclose(f);
+        if (got >= 1 && v > 0)
+            return (size_t)v * (unit == 'K' ? 1024u : unit == 'M' ? 1024u * 1024u : 1u);
+    }
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return l3 > 0 ? (size_t)l3 : 0;
+}
+
+/* Twice the last-level cache, within [64 MB, 256 MB]. */
+static size_t flush_bytes(void)
+{
+    const size_t lo = (size_t)64 << 20, hi = (size_t)256 << 20;
+    size_t bytes = 2 * l3_bytes();
+    return bytes < lo ? lo : bytes > hi ? hi : bytes;
+}
+
 /* 1 when the totals and both gradients of a and b are equal bit for bit. */
 static int same_result(const mbx_result *a, const mbx_result *b, size_t loc_n, size_t conf_n)
 {
@@ -683,7 +744,22 @@ int main(int argc, char **argv)
 
     /* warm-up, then timed runs; the floor variants run interleaved with the
      * loss so that a noisy neighbour slows both alike */
+    flush_job *flush = NULL;
+    if (!opt.no_flush) {
+        flush = xalloc(sizeof *flush);
+        size_t bytes = opt.flush_mb > 0 ? (size_t)opt.flush_mb << 20 : flush_bytes();
+        uint64_t *buf = xalloc(bytes);
+        memset(buf, 1, bytes); /* real pages, not the shared zero page */
+        *flush = (flush_job){.buf = buf, .words = bytes / sizeof *buf, .threads = opt.threads};
+        printf("caches: %zu MB read before each timed run (--no-flush keeps them warm)\n",
+               bytes >> 20);
+    } else {
+        printf("caches: warm (not flushed between timed runs)\n");
+    }
+    fflush(stdout);
     for (int r = -opt.warmup; r < opt.runs; r++) {
+        if (flush)
+            bench_pool_run(pool, flush_phase, flush);
         double t0 = now_ms();
         rc = run_split(pool, &job, &in.batch, &res, &d, &pt);
         double t1 = now_ms();
@@ -701,12 +777,19 @@ int main(int argc, char **argv)
             continue;
         for (int v = 0; v < FLOOR_VARIANTS + FLOOR_PARTS; v++) {
             fjob->variant = v;
+            if (flush)
+                bench_pool_run(pool, flush_phase, flush);
             t0 = now_ms();
             bench_pool_run(pool, floor_phase, fjob);
             t1 = now_ms();
             if (r >= 0)
                 floor_ms[v * opt.runs + r] = t1 - t0;
         }
+    }
+
+    if (flush) {
+        free((void *)flush->buf);
+        free(flush);
     }
 
     /* the timed loop reused the buffers: check once more that a run rewrites all of them */
