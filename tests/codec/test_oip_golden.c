@@ -41,56 +41,6 @@ static const char *const all_outputs[] = {
     "per_image_loss", "grad_loc", "grad_conf", "grad_loc_rows", "grad_loc_values",
     "grad_conf_rows", "grad_conf_values"};
 
-static json_t *input_desc(const char *name, const char *dtype, int rank, const int64_t *shape)
-{
-    json_t *j = json_object(), *s = json_array();
-    for (int k = 0; k < rank; k++)
-        json_array_append_new(s, json_integer(shape[k]));
-    json_object_set_new(j, "name", json_string(name));
-    json_object_set_new(j, "shape", s);
-    json_object_set_new(j, "datatype", json_string(dtype));
-    return j;
-}
-
-/* Adds an input whose values are vals[n] (doubles), as binary bytes or JSON data. */
-static void add_input(json_t *inputs, tu_bytes *bin, const char *name, const char *dtype,
-                      int rank, const int64_t *shape, const double *vals, size_t n, int binary)
-{
-    json_t *j = input_desc(name, dtype, rank, shape);
-    if (binary) {
-        size_t before = bin->len;
-        for (size_t i = 0; i < n; i++)
-            tu_put_value(bin, dtype, vals[i]);
-        json_t *p = json_object();
-        json_object_set_new(p, "binary_data_size", json_integer((json_int_t)(bin->len - before)));
-        json_object_set_new(j, "parameters", p);
-    } else {
-        json_t *data = json_array();
-        for (size_t i = 0; i < n; i++) {
-            if (!strcmp(dtype, "BOOL"))
-                json_array_append_new(data, json_boolean(vals[i] != 0));
-            else if (!strncmp(dtype, "INT", 3))
-                json_array_append_new(data, json_integer((json_int_t)vals[i]));
-            else
-                json_array_append_new(data, json_real(vals[i]));
-        }
-        json_object_set_new(j, "data", data);
-    }
-    json_array_append_new(inputs, j);
-}
-
-static double *tensor_values(const json_t *t, size_t *n, int64_t *shape, int *rank)
-{
-    const json_t *data = json_object_get(t, "data"), *s = json_object_get(t, "shape");
-    *n = json_array_size(data);
-    *rank = (int)json_array_size(s);
-    for (int k = 0; k < *rank; k++)
-        shape[k] = json_integer_value(json_array_get(s, (size_t)k));
-    double *v = malloc((*n + 1) * sizeof *v);
-    for (size_t i = 0; i < *n; i++)
-        v[i] = json_number_value(json_array_get(data, i));
-    return v;
-}
 
 /* loc / conf values as the form says: rounded to FP16 / BF16 and widened for the FP32 twins. */
 static void apply_form(double *v, size_t n, loc_form form, const char **dtype)
@@ -118,11 +68,11 @@ static void build_request(const json_t *request, int binary, loc_form form, cons
     const char *dt;
     const char *order[3] = {"loc", "conf", "anchors"};
     for (int t = 0; t < 3; t++) {
-        double *v = tensor_values(json_object_get(request, order[t]), &n, shape, &rank);
+        double *v = tu_tensor_values(json_object_get(request, order[t]), &n, shape, &rank);
         dt = "FP32";
         if (t < 2)
             apply_form(v, n, form, &dt);
-        add_input(inputs, &bin, order[t], dt, rank, shape, v, n, binary);
+        tu_add_input(inputs, &bin, order[t], dt, rank, shape, v, n, binary);
         free(v);
     }
     /* Targets: all boxes, labels and flags concatenated, counts per image. */
@@ -149,11 +99,11 @@ static void build_request(const json_t *request, int binary, loc_form form, cons
         }
     }
     int64_t s2[2] = {(int64_t)N, 4}, s1[1] = {(int64_t)N}, sb[1] = {(int64_t)B};
-    add_input(inputs, &bin, "gt_boxes", "FP32", 2, s2, boxes, 4 * N, binary);
-    add_input(inputs, &bin, "gt_labels", labels_dt, 1, s1, labels, N, binary);
-    add_input(inputs, &bin, "gt_counts", "INT32", 1, sb, counts, B, binary);
+    tu_add_input(inputs, &bin, "gt_boxes", "FP32", 2, s2, boxes, 4 * N, binary);
+    tu_add_input(inputs, &bin, "gt_labels", labels_dt, 1, s1, labels, N, binary);
+    tu_add_input(inputs, &bin, "gt_counts", "INT32", 1, sb, counts, B, binary);
     if (any_difficult)
-        add_input(inputs, &bin, "gt_difficult", "BOOL", 1, s1, diff, N, binary);
+        tu_add_input(inputs, &bin, "gt_difficult", "BOOL", 1, s1, diff, N, binary);
     free(boxes);
     free(labels);
     free(diff);

@@ -288,3 +288,56 @@ void tu_response_free(tu_response *r)
         json_decref(r->header);
     memset(r, 0, sizeof *r);
 }
+
+json_t *tu_input_desc(const char *name, const char *dtype, int rank, const int64_t *shape)
+{
+    json_t *j = json_object(), *s = json_array();
+    for (int k = 0; k < rank; k++)
+        json_array_append_new(s, json_integer(shape[k]));
+    json_object_set_new(j, "name", json_string(name));
+    json_object_set_new(j, "shape", s);
+    json_object_set_new(j, "datatype", json_string(dtype));
+    return j;
+}
+
+/* Adds an input whose values are vals[n] (doubles), as binary bytes or JSON data. */
+void tu_add_input(json_t *inputs, tu_bytes *bin, const char *name, const char *dtype,
+                      int rank, const int64_t *shape, const double *vals, size_t n, int binary)
+{
+    json_t *j = tu_input_desc(name, dtype, rank, shape);
+    if (binary) {
+        size_t before = bin->len;
+        for (size_t i = 0; i < n; i++)
+            tu_put_value(bin, dtype, vals[i]);
+        json_t *p = json_object();
+        json_object_set_new(p, "binary_data_size", json_integer((json_int_t)(bin->len - before)));
+        json_object_set_new(j, "parameters", p);
+    } else {
+        json_t *data = json_array();
+        for (size_t i = 0; i < n; i++) {
+            if (!strcmp(dtype, "BOOL"))
+                json_array_append_new(data, json_boolean(vals[i] != 0));
+            else if (!strncmp(dtype, "INT", 3))
+                json_array_append_new(data, json_integer((json_int_t)vals[i]));
+            else
+                json_array_append_new(data, json_real(vals[i]));
+        }
+        json_object_set_new(j, "data", data);
+    }
+    json_array_append_new(inputs, j);
+}
+
+/* The values of a {"shape","data"} tensor (malloc'ed) and its shape. */
+double *tu_tensor_values(const json_t *t, size_t *n, int64_t *shape, int *rank)
+{
+    const json_t *data = json_object_get(t, "data"), *s = json_object_get(t, "shape");
+    *n = json_array_size(data);
+    *rank = (int)json_array_size(s);
+    for (int k = 0; k < *rank; k++)
+        shape[k] = json_integer_value(json_array_get(s, (size_t)k));
+    double *v = malloc((*n + 1) * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < *n; i++)
+        v[i] = json_number_value(json_array_get(data, i));
+    return v;
+}

@@ -73,4 +73,10 @@ void tu_response_free(tu_response *r);
 double tu_f16(uint16_t h);
 double tu_bf16(uint16_t b);
 
+/* OIP request building from golden {"shape","data"} tensors (shared by the codec and service tests). */
+json_t *tu_input_desc(const char *name, const char *dtype, int rank, const int64_t *shape);
+void tu_add_input(json_t *inputs, tu_bytes *bin, const char *name, const char *dtype, int rank,
+                  const int64_t *shape, const double *vals, size_t n, int binary);
+double *tu_tensor_values(const json_t *t, size_t *n, int64_t *shape, int *rank);
+
 #endif

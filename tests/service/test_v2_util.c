@@ -216,56 +216,6 @@ static double round_half(double v, const char *to)
     return tu_bf16(mbx_f32_to_bf16((float)v));
 }
 
-static json_t *input_desc(const char *name, const char *dtype, int rank, const int64_t *shape)
-{
-    json_t *j = json_object(), *s = json_array();
-    for (int k = 0; k < rank; k++)
-        json_array_append_new(s, json_integer(shape[k]));
-    json_object_set_new(j, "name", json_string(name));
-    json_object_set_new(j, "shape", s);
-    json_object_set_new(j, "datatype", json_string(dtype));
-    return j;
-}
-
-static void add_input(json_t *inputs, tu_bytes *bin, const char *name, const char *dtype,
-                      int rank, const int64_t *shape, const double *vals, size_t n, int binary)
-{
-    json_t *j = input_desc(name, dtype, rank, shape);
-    if (binary) {
-        size_t before = bin->len;
-        for (size_t i = 0; i < n; i++)
-            tu_put_value(bin, dtype, vals[i]);
-        json_t *p = json_object();
-        json_object_set_new(p, "binary_data_size", json_integer((json_int_t)(bin->len - before)));
-        json_object_set_new(j, "parameters", p);
-    } else {
-        json_t *data = json_array();
-        for (size_t i = 0; i < n; i++) {
-            if (!strcmp(dtype, "BOOL"))
-                json_array_append_new(data, json_boolean(vals[i] != 0));
-            else if (!strncmp(dtype, "INT", 3))
-                json_array_append_new(data, json_integer((json_int_t)vals[i]));
-            else
-                json_array_append_new(data, json_real(vals[i]));
-        }
-        json_object_set_new(j, "data", data);
-    }
-    json_array_append_new(inputs, j);
-}
-
-static double *tensor_values(const json_t *t, size_t *n, int64_t *shape, int *rank)
-{
-    const json_t *data = json_object_get(t, "data"), *s = json_object_get(t, "shape");
-    *n = json_array_size(data);
-    *rank = (int)json_array_size(s);
-    for (int k = 0; k < *rank; k++)
-        shape[k] = json_integer_value(json_array_get(s, (size_t)k));
-    double *v = malloc((*n + 1) * sizeof *v);
-    assert_non_null(v);
-    for (size_t i = 0; i < *n; i++)
-        v[i] = json_number_value(json_array_get(data, i));
-    return v;
-}
 
 static const char *const every_output[] = {
     "loss", "conf_loss", "loc_loss", "normalizer", "num_positives", "num_negatives",
@@ -281,7 +231,7 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
     size_t n;
     const char *order[3] = {"loc", "conf", "anchors"};
     for (int t = 0; t < 3; t++) {
-        double *v = tensor_values(json_object_get(request, order[t]), &n, shape, &rank);
+        double *v = tu_tensor_values(json_object_get(request, order[t]), &n, shape, &rank);
         const char *dt = "FP32";
         if (t < 2) {
             if (f->loc_dtype)
@@ -289,7 +239,7 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
             for (size_t i = 0; i < n; i++)
                 v[i] = round_half(v[i], f->round_to);
         }
-        add_input(inputs, &bin, order[t], dt, rank, shape, v, n, f->binary_in);
+        tu_add_input(inputs, &bin, order[t], dt, rank, shape, v, n, f->binary_in);
         free(v);
     }
     const json_t *targets = json_object_get(request, "targets");
@@ -316,12 +266,12 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
         }
     }
     int64_t s2[2] = {(int64_t)N, 4}, s1[1] = {(int64_t)N}, sb[1] = {(int64_t)B};
-    add_input(inputs, &bin, "gt_boxes", "FP32", 2, s2, boxes, 4 * N, f->binary_in);
-    add_input(inputs, &bin, "gt_labels", f->labels_dtype ? f->labels_dtype : "INT32", 1, s1,
+    tu_add_input(inputs, &bin, "gt_boxes", "FP32", 2, s2, boxes, 4 * N, f->binary_in);
+    tu_add_input(inputs, &bin, "gt_labels", f->labels_dtype ? f->labels_dtype : "INT32", 1, s1,
               labels, N, f->binary_in);
-    add_input(inputs, &bin, "gt_counts", "INT32", 1, sb, counts, B, f->binary_in);
+    tu_add_input(inputs, &bin, "gt_counts", "INT32", 1, sb, counts, B, f->binary_in);
     if (any_difficult)
-        add_input(inputs, &bin, "gt_difficult", "BOOL", 1, s1, diff, N, f->binary_in);
+        tu_add_input(inputs, &bin, "gt_difficult", "BOOL", 1, s1, diff, N, f->binary_in);
     free(boxes);
     free(labels);
     free(diff);
