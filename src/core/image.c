@@ -297,13 +297,15 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     memset(st, 0, sizeof *st);
     /*
      * The image's gradient blocks start at zero (the rows that count are
-     * written over, a few percent): one memset each streams best.
+     * written over, a few percent), with streaming stores: the zeros go
+     * straight to memory and leave the caches to conf, which the image
+     * pass and mining read next.
      */
     const mbx_result *res = ctx->result;
     if (res->grad_conf)
-        memset(res->grad_conf + image * A * C, 0, (size_t)(A * C) * sizeof(float));
+        ctx->kern.zero_stream(res->grad_conf + image * A * C, A * C);
     if (res->grad_loc)
-        memset(res->grad_loc + image * A * 4, 0, (size_t)(A * 4) * sizeof(float));
+        ctx->kern.zero_stream(res->grad_loc + image * A * 4, A * 4);
 
     /* Ground truth of this image, difficult boxes dropped unless used. */
     const mbx_image_targets *t = &b->targets[image];

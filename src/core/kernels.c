@@ -5,12 +5,16 @@
  * the ranking of negatives.  Pure: no allocation, no state.
  */
 #include <float.h>
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "simd.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define MBX_HAVE_V3 1
@@ -21,8 +25,20 @@
 #define KATTR
 #define KFMA(a, b, c) ((a) * (b) + (c))
 #define KVMAX(a, b) vmax(a, b)
+#define KVMAX4(a, b) ((v4sf)(((v4si)(a) & ((a) > (b))) | ((v4si)(b) & ~((a) > (b)))))
 #define KANY4(m) any4_generic(m)
 #define KMASK8(m) mask8_generic(m)
+#if defined(__SSE2__)
+#define KSTREAM8(p, v)                                                                     \
+    do {                                                                                   \
+        _mm_stream_ps((p), (__m128)__builtin_shufflevector((v), (v), 0, 1, 2, 3));         \
+        _mm_stream_ps((p) + 4, (__m128)__builtin_shufflevector((v), (v), 4, 5, 6, 7));     \
+    } while (0)
+#define KSFENCE() _mm_sfence()
+#else
+#define KSTREAM8(p, v) vstore((p), (v))
+#define KSFENCE() ((void)0)
+#endif
 static inline int any4_generic(v4di m)
 {
     return (m[0] | m[1] | m[2] | m[3]) != 0;
@@ -40,8 +56,11 @@ static inline unsigned mask8_generic(v8si m)
 #undef KATTR
 #undef KFMA
 #undef KVMAX
+#undef KVMAX4
 #undef KANY4
 #undef KMASK8
+#undef KSTREAM8
+#undef KSFENCE
 
 #ifdef MBX_HAVE_V3
 /* x86-64-v3 build: AVX2 with fused multiply-add in the polynomials. */
@@ -49,15 +68,21 @@ static inline unsigned mask8_generic(v8si m)
 #define KATTR __attribute__((target("avx2,fma")))
 #define KFMA(a, b, c) ((v8sf)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
 #define KVMAX(a, b) ((v8sf)_mm256_max_ps((__m256)(a), (__m256)(b))) /* = a > b ? a : b */
+#define KVMAX4(a, b) ((v4sf)_mm_max_ps((__m128)(a), (__m128)(b)))
 #define KANY4(m) (!_mm256_testz_si256((__m256i)(m), (__m256i)(m)))
 #define KMASK8(m) ((unsigned)_mm256_movemask_ps((__m256)(m)))
+#define KSTREAM8(p, v) _mm256_stream_ps((p), (__m256)(v))
+#define KSFENCE() _mm_sfence()
 #include "kernels_impl.h"
 #undef KSUF
 #undef KATTR
 #undef KFMA
 #undef KVMAX
+#undef KVMAX4
 #undef KANY4
 #undef KMASK8
+#undef KSTREAM8
+#undef KSFENCE
 #endif
 
 void mbx_kernels_select(mbx_kernels *k, int force_generic)
@@ -71,6 +96,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
     k->partition2 = partition2_generic;
     k->exp_array = exp_array_generic;
     k->log1p_array = log1p_array_generic;
+    k->zero_stream = zero_stream_generic;
     k->name = "generic";
 #ifdef MBX_HAVE_V3
     if (!force_generic) {
@@ -85,6 +111,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
             k->partition2 = partition2_v3;
             k->exp_array = exp_array_v3;
             k->log1p_array = log1p_array_v3;
+            k->zero_stream = zero_stream_v3;
             k->name = "x86-64-v3";
         }
     }

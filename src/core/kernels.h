@@ -116,6 +116,11 @@ typedef struct mbx_kernels {
      */
     void (*partition2)(const float *v, int64_t A, float top, float bottom, int32_t *hi,
                        int64_t *nhi, int32_t *lo, int64_t *nlo);
+    /*
+     * p[0..n) = 0 with streaming stores, fenced: for the gradient blocks,
+     * which are written once and read by nobody in the core.
+     */
+    void (*zero_stream)(float *p, int64_t n);
     /* 1 when all n values are finite. */
     int (*finite)(const float *p, int64_t n);
     /* Test entry points: y = e^x (x <= 0) and y = ln(1 + x) (x >= 0), n % 8 == 0. */

@@ -560,12 +560,97 @@ KINL int KFN(block_misses)(const KFN(iou_ctx) *c, int64_t blk)
  * scratch) keeps each GT's per-lane maximum and its anchor.
  */
 /*
+ * p[0..n) = 0: whole 64-byte lines with streaming (non-temporal) stores,
+ * the partial lines at the ends with ordinary ones, then a store fence that
+ * orders the zeros before any later store.  The zeros go to memory without
+ * each line being read first, and without pushing out of the caches the
+ * rows the caller reads next.
+ */
+KATTR static void KFN(zero_stream)(float *p, int64_t n)
+{
+    float *const end = p + n;
+    float *const last = (float *)((uintptr_t)end & ~(uintptr_t)63);
+    while (p < end && ((uintptr_t)p & 63u) != 0)
+        *p++ = 0.0f;
+    for (; p + 16 <= last; p += 16) {
+        KSTREAM8(p, vset1(0.0f));
+        KSTREAM8(p + 8, vset1(0.0f));
+    }
+    while (p < end)
+        *p++ = 0.0f;
+    KSFENCE();
+}
+
+/*
+ * The lane maxima of row z (the row maximum is their maximum); adds the
+ * row's values to *fin (see sum_finite).
+ */
+KINL v8sf KFN(row_lanes_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
+{
+    v8sf mx = vset1(-FLT_MAX);
+    for (int64_t j = 0; j < g->nfull; j++) {
+        v8sf v = vload(z + 8 * j);
+        *fin += v;
+        mx = KVMAX(mx, v);
+    }
+    if (g->tail) {
+        v8sf vt = KFN(tail_load)(g, z, -FLT_MAX);
+        *fin += vand(tmask, vt);
+        mx = KVMAX(mx, vt);
+    }
+    return mx;
+}
+
+/*
+ * Within each 128-bit half: the maxima of the lane pairs (0,1) and (2,3) of
+ * a, then of b.  Three rounds of it reduce eight vectors to their eight
+ * maxima with 21 instructions, where eight horizontal maxima take about 50.
+ */
+KINL v8sf KFN(max_pairs)(v8sf a, v8sf b)
+{
+    const v8sf even = __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14);
+    const v8sf odd = __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+    return KVMAX(even, odd);
+}
+
+/* Lane r = the largest lane of m[r], r < 8. */
+KINL v8sf KFN(max8)(const v8sf m[8])
+{
+    const v8sf lo = KFN(max_pairs)(KFN(max_pairs)(m[0], m[1]), KFN(max_pairs)(m[2], m[3]));
+    const v8sf hi = KFN(max_pairs)(KFN(max_pairs)(m[4], m[5]), KFN(max_pairs)(m[6], m[7]));
+    return KVMAX(__builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11),
+                 __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15));
+}
+
+/*
+ * The floor work of one row a whose row maximum is m: lb, the histogram
+ * and the list (see mbx_rows_pass).  Returns the list's new length.
+ */
+KINL int64_t KFN(floor_row)(float m, const float *z, int64_t target, uint8_t role, int64_t a,
+                            float *lb, uint32_t *hist, int32_t *list, int64_t n, float collect)
+{
+    float v = m - z[target];
+    if (role == MBX_ROLE_NONE) {
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        hist[(bits >> 19) & (MBX_FLOOR_BINS - 1)]++; /* v >= 0: sign bit clear */
+    } else {
+        v = -INFINITY;
+    }
+    lb[a] = v;
+    list[n] = (int32_t)a;
+    return n + (v >= collect);
+}
+
+/*
  * The per-row work of the image pass for anchors [a0, a1), whose roles are
  * known: see mbx_rows_pass.  fin / lfin collect the sums of the conf and loc
- * values (see sum_finite).
+ * values (see sum_finite).  Row maxima come eight rows at a time (max8): a
+ * maximum is exact whatever the order of its comparisons, so lb is the same
+ * as row by row.
  */
 KINL void KFN(rows_block)(const krow *g, v8si tmask, mbx_rows_pass *rp, const uint8_t *role,
-                          int64_t a0, int64_t a1, v8sf *fin, v4sf *lfin, int64_t *nl)
+                          int64_t a0, int64_t a1, v8sf *fin, v8sf *lfin, int64_t *nl)
 {
     /* Locals: stores through lb / hist / list could alias rp itself. */
     const float *const loc = rp->loc, *const conf = rp->conf;
@@ -576,26 +661,45 @@ KINL void KFN(rows_block)(const krow *g, v8si tmask, mbx_rows_pass *rp, const ui
     const int64_t target = rp->target, C = g->C;
     int64_t n = *nl;
     v8sf f = *fin;
-    v4sf lf = *lfin;
-    for (int64_t a = a0; a < a1; a++) {
-        v4sf l;
-        memcpy(&l, loc + 4 * a, sizeof l);
-        lf += l;
-        const float *z = conf + a * C;
-        if (rp->want_floor) {
+    v8sf lf = *lfin;
+    {
+        /* Two rows per vector, two sums: no chain of dependent adds per row. */
+        const float *p = loc + 4 * a0, *const end = loc + 4 * a1;
+        v8sf lf2 = vset1(0.0f);
+        for (; p + 16 <= end; p += 16) {
+            lf += vload(p);
+            lf2 += vload(p + 8);
+        }
+        for (; p + 8 <= end; p += 8)
+            lf += vload(p);
+        if (p < end) {
+            v4sf l;
+            memcpy(&l, p, sizeof l);
+            lf2 += __builtin_shufflevector(l, (v4sf){0.0f, 0.0f, 0.0f, 0.0f}, 0, 1, 2, 3, 4, 5, 6,
+                                           7);
+        }
+        lf += lf2;
+    }
+    if (rp->want_floor) {
+        int64_t a = a0;
+        for (; a + 8 <= a1; a += 8) {
+            v8sf m[8];
+            for (int r = 0; r < 8; r++)
+                m[r] = KFN(row_lanes_max)(g, tmask, conf + (a + r) * C, &f);
+            float mx[8];
+            vstore(mx, KFN(max8)(m));
+            for (int r = 0; r < 8; r++)
+                n = KFN(floor_row)(mx[r], conf + (a + r) * C, target, role[a + r], a + r, lb,
+                                   hist, list, n, collect);
+        }
+        for (; a < a1; a++) {
+            const float *z = conf + a * C;
             const float m = KFN(row_max)(g, tmask, z, &f);
-            float v = m - z[target];
-            if (role[a] == MBX_ROLE_NONE) {
-                uint32_t bits;
-                memcpy(&bits, &v, sizeof bits);
-                hist[(bits >> 19) & (MBX_FLOOR_BINS - 1)]++; /* v >= 0: sign bit clear */
-            } else {
-                v = -INFINITY;
-            }
-            lb[a] = v;
-            list[n] = (int32_t)a;
-            n += v >= collect;
-        } else {
+            n = KFN(floor_row)(m, z, target, role[a], a, lb, hist, list, n, collect);
+        }
+    } else {
+        for (int64_t a = a0; a < a1; a++) {
+            const float *z = conf + a * C;
             for (int64_t j = 0; j < g->nfull; j++)
                 f += vload(z + 8 * j);
             if (g->tail)
@@ -607,6 +711,9 @@ KINL void KFN(rows_block)(const krow *g, v8si tmask, mbx_rows_pass *rp, const ui
     *lfin = lf;
 }
 
+#ifndef MBX_PREFETCH_ROWS
+#define MBX_PREFETCH_ROWS 128
+#endif
 KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *an,
                                   const mbx_gt_box *gts, int64_t n, double thr, double neg,
                                   double *lane, double *gt_value, int64_t *gt_arg,
@@ -617,7 +724,7 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
     krow_init(&rg, kp->num_classes);
     const v8si tmask = KFN(tail_mask)(&rg);
     v8sf fin = vset1(0.0f);
-    v4sf lfin = {0.0f, 0.0f, 0.0f, 0.0f};
+    v8sf lfin = vset1(0.0f);
     int64_t nl = 0;
     if (rp && rp->want_floor)
         memset(rp->hist, 0, MBX_FLOOR_BINS * sizeof *rp->hist);
@@ -636,6 +743,17 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+        if (rp && a0 + MBX_PREFETCH_ROWS + MBX_ANCHOR_BLOCK <= count) {
+            /* The rows the pass reads a few blocks from now: DRAM latency hides behind the IoUs. */
+            const char *p = (const char *)(rp->conf + (a0 + MBX_PREFETCH_ROWS) * rg.C);
+            const int64_t bytes = MBX_ANCHOR_BLOCK * rg.C * (int64_t)sizeof(float);
+            for (int64_t off = 0; off < bytes; off += 64)
+                __builtin_prefetch(p + off);
+            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS));
+            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS) + 16);
+            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS) + 32);
+            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS) + 48);
+        }
         v4df b[MBX_ANCHOR_BLOCK / 4];
         v4di bg[MBX_ANCHOR_BLOCK / 4];
         for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
@@ -715,8 +833,7 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
         rp->flags = 0;
         if (KFN(sum_finite)(fin) || KFN(finite)(rp->conf, count * rg.C))
             rp->flags |= MBX_FLOOR_CONF_OK;
-        lfin = lfin - lfin;
-        if ((lfin[0] == 0.0f && lfin[1] == 0.0f && lfin[2] == 0.0f && lfin[3] == 0.0f) ||
+        if (KFN(sum_finite)(lfin) ||
             KFN(finite)(rp->loc, count * 4))
             rp->flags |= MBX_FLOOR_LOC_OK;
     }

@@ -79,13 +79,14 @@ KINL v8sf KFN(vabs_)(v8sf a)
     return (v8sf)((v8si)a & vset1i(0x7fffffff));
 }
 
+/* KVMAX4(a, b) is a > b ? a : b on 4 lanes: maxps where the variant has it. */
 KINL float KFN(vhmax_)(v8sf v)
 {
     v4sf a = __builtin_shufflevector(v, v, 0, 1, 2, 3);
     v4sf b = __builtin_shufflevector(v, v, 4, 5, 6, 7);
-    a = (v4sf)(((v4si)a & (a > b)) | ((v4si)b & ~(a > b)));
+    a = KVMAX4(a, b);
     b = __builtin_shufflevector(a, a, 2, 3, 0, 1);
-    a = (v4sf)(((v4si)a & (a > b)) | ((v4si)b & ~(a > b)));
+    a = KVMAX4(a, b);
     return a[0] > a[1] ? a[0] : a[1];
 }
 

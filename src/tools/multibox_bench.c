@@ -476,20 +476,23 @@ static int run_split(bench_pool *pool, loss_job *job, const mbx_batch *batch, mb
 
 /*
  * The floor: each thread reads its share (whole images) of loc and conf
- * once and writes its share of both gradients once.  Three simple ways,
+ * once and writes its share of both gradients once.  Five simple ways,
  * the best of which is the floor:
  *   0 read+memset  sum the inputs as 64-bit words, then memset the outputs
- *                  (glibc's memset streams with non-temporal stores)
  *   1 fused        one pass, out[i] = 0.5f * in[i] (ordinary stores)
  *   2 read+store   sum the inputs, then an ordinary store loop of a constant
+ *   3 read+stream  sum the inputs, then zero the outputs with streaming
+ *                  (non-temporal) stores, as the loss zeroes its gradients
+ *   4 fused stream one pass, out[i] = 0.5f * in[i] with streaming stores
  * and, for comparison with the match phase (reads) and the gradient phase
  * (writes), the two halves of variant 0 alone:
- *   3 read only, 4 memset only
+ *   5 read only, 6 memset only
  */
-#define FLOOR_VARIANTS 3 /* candidates for the floor; two more parts follow */
+#define FLOOR_VARIANTS 5 /* candidates for the floor; two more parts follow */
 #define FLOOR_PARTS 2
 static const char *const floor_names[FLOOR_VARIANTS + FLOOR_PARTS] = {
-    "read+memset", "fused", "read+store", "read only", "memset only"};
+    "read+memset", "fused", "read+store", "read+stream", "fused stream", "read only",
+    "memset only"};
 
 typedef uint64_t __attribute__((__may_alias__)) alias_u64;
 
@@ -535,6 +538,31 @@ static void store_const(float *restrict out, size_t n, float v)
         out[i] = v;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* Streaming stores of 0 (or 0.5 in[i]) over out[0..n), ordinary stores at unaligned ends. */
+__attribute__((target("avx2"))) static void stream_out(float *out, const float *in, size_t n)
+{
+    size_t i = 0;
+    while (i < n && ((uintptr_t)(out + i) & 31u) != 0) {
+        out[i] = in ? 0.5f * in[i] : 0.0f;
+        i++;
+    }
+    const __m256 half = _mm256_set1_ps(0.5f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8)
+        _mm256_stream_ps(out + i, in ? _mm256_mul_ps(half, _mm256_loadu_ps(in + i)) : zero);
+    for (; i < n; i++)
+        out[i] = in ? 0.5f * in[i] : 0.0f;
+    _mm_sfence();
+}
+#else
+static void stream_out(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = in ? 0.5f * in[i] : 0.0f;
+}
+#endif
+
 static void floor_phase(void *arg, int t)
 {
     floor_job *job = arg;
@@ -558,6 +586,15 @@ static void floor_phase(void *arg, int t)
         store_const(job->grad_conf + conf_off, conf_n, (float)(s & 1));
         break;
     case 3:
+        s = sum_words(job->loc + loc_off, loc_n) + sum_words(job->conf + conf_off, conf_n);
+        stream_out(job->grad_loc + loc_off, NULL, loc_n);
+        stream_out(job->grad_conf + conf_off, NULL, conf_n);
+        break;
+    case 4:
+        stream_out(job->grad_loc + loc_off, job->loc + loc_off, loc_n);
+        stream_out(job->grad_conf + conf_off, job->conf + conf_off, conf_n);
+        break;
+    case 5:
         s = sum_words(job->loc + loc_off, loc_n) + sum_words(job->conf + conf_off, conf_n);
         break;
     default:

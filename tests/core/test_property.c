@@ -4,7 +4,8 @@
  * to 100, 0 to 5 GT per image, A down to 1, C down to 1): no NaN or infinity
  * anywhere, and the invariants of the semantics document hold: per-image
  * values sum to the totals, the normalizer follows its rule, matches and
- * roles agree, negatives are counted by the mining rule, rows that do not
+ * roles agree, negatives are counted by the mining rule and are the eligible
+ * anchors of largest exact loss, rows that do not
  * count have zero gradients, and both kernel builds choose the same anchors.
  */
 #include <math.h>
@@ -45,6 +46,45 @@ static void random_config(mbx_config *cfg, rng *r, int64_t *C)
     const int nobg = cfg->conf_loss != MBX_CONF_SOFTMAX && rng_uniform(r) < 0.3;
     *C = rng_int(r, nobg ? 1 : 2, 12);
     cfg->background_label = nobg ? -1 : (int)rng_int(r, 0, *C - 1);
+}
+
+/*
+ * Hard negative mining picks the k eligible anchors of largest loss, exact
+ * ties to the lower anchor: every NEGATIVE's double-precision loss (libm,
+ * independent of the kernels) is above every NONE's, or equal with a lower
+ * index.
+ */
+static void check_top_k(const mbx_config *cfg, const mbx_batch *b, int64_t image,
+                        const uint8_t *roles)
+{
+    const int64_t A = b->num_anchors, C = b->num_classes;
+    const mbx_kparams kp = {.kind = cfg->conf_loss,
+                            .num_classes = C,
+                            .focal_alpha = cfg->focal_alpha,
+                            .focal_gamma = cfg->focal_gamma};
+    double min_neg = INFINITY, max_none = -INFINITY;
+    int64_t min_neg_at = -1, max_none_at = -1;
+    for (int64_t a = 0; a < A; a++) {
+        const uint8_t role = roles[image * A + a];
+        if (role != MBX_ROLE_NEGATIVE && role != MBX_ROLE_NONE)
+            continue;
+        const double l =
+            mbx_row_loss_exact(&kp, b->conf + (image * A + a) * C, cfg->background_label);
+        if (role == MBX_ROLE_NEGATIVE && (l < min_neg || (l == min_neg && a > min_neg_at))) {
+            min_neg = l;
+            min_neg_at = a;
+        }
+        if (role == MBX_ROLE_NONE && (l > max_none || (l == max_none && a < max_none_at))) {
+            max_none = l;
+            max_none_at = a;
+        }
+    }
+    if (min_neg_at < 0 || max_none_at < 0)
+        return;
+    if (!(min_neg > max_none || (min_neg == max_none && min_neg_at < max_none_at)))
+        fail_msg("image %lld: negative %lld (loss %.17g) ranks below unchosen %lld (%.17g)",
+                 (long long)image, (long long)min_neg_at, min_neg, (long long)max_none_at,
+                 max_none);
 }
 
 static void check_invariants(const mbx_config *cfg, const mbx_batch *b, const test_result *tr)
@@ -96,6 +136,8 @@ static void check_invariants(const mbx_config *cfg, const mbx_batch *b, const te
             k = k1 > k2 ? k1 : k2;
         }
         assert_int_equal(neg, k);
+        if (cfg->mining == MBX_MINING_HARD_NEGATIVE)
+            check_top_k(cfg, b, i, res->roles);
     }
     assert_int_equal(P, res->num_positives);
     assert_int_equal(Q, res->num_negatives);
