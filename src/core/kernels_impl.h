@@ -711,9 +711,6 @@ KINL void KFN(rows_block)(const krow *g, v8si tmask, mbx_rows_pass *rp, const ui
     *lfin = lf;
 }
 
-#ifndef MBX_PREFETCH_ROWS
-#define MBX_PREFETCH_ROWS 128
-#endif
 KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *an,
                                   const mbx_gt_box *gts, int64_t n, double thr, double neg,
                                   double *lane, double *gt_value, int64_t *gt_arg,
@@ -743,17 +740,6 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
-        if (rp && a0 + MBX_PREFETCH_ROWS + MBX_ANCHOR_BLOCK <= count) {
-            /* The rows the pass reads a few blocks from now: DRAM latency hides behind the IoUs. */
-            const char *p = (const char *)(rp->conf + (a0 + MBX_PREFETCH_ROWS) * rg.C);
-            const int64_t bytes = MBX_ANCHOR_BLOCK * rg.C * (int64_t)sizeof(float);
-            for (int64_t off = 0; off < bytes; off += 64)
-                __builtin_prefetch(p + off);
-            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS));
-            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS) + 16);
-            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS) + 32);
-            __builtin_prefetch(rp->loc + 4 * (a0 + MBX_PREFETCH_ROWS) + 48);
-        }
         v4df b[MBX_ANCHOR_BLOCK / 4];
         v4di bg[MBX_ANCHOR_BLOCK / 4];
         for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
