@@ -162,7 +162,131 @@ KINL float KFN(row_rest)(const krow *g, v8si tmask, const float *z, float m)
         s += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
         cnt += tmask & (d == vset1(0.0f));
     }
-    return vhsum(s) + (float)(-vhsumi(cnt) - 1);
+    /* The sum in sum8's order, so a row ranks the same alone or among eight. */
+    const v4sf h = __builtin_shufflevector(s, s, 0, 2, 4, 6) + __builtin_shufflevector(s, s, 1, 3, 5, 7);
+    return ((h[0] + h[1]) + (h[2] + h[3])) + (float)(-vhsumi(cnt) - 1);
+}
+
+/*
+ * The lane maxima of row z (the row maximum is their maximum); adds the
+ * row's values to *fin (see sum_finite).
+ */
+KINL v8sf KFN(row_lanes_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
+{
+    v8sf mx = vset1(-FLT_MAX);
+    for (int64_t j = 0; j < g->nfull; j++) {
+        v8sf v = vload(z + 8 * j);
+        *fin += v;
+        mx = KVMAX(mx, v);
+    }
+    if (g->tail) {
+        v8sf vt = KFN(tail_load)(g, z, -FLT_MAX);
+        *fin += vand(tmask, vt);
+        mx = KVMAX(mx, vt);
+    }
+    return mx;
+}
+
+/*
+ * Within each 128-bit half: the maxima of the lane pairs (0,1) and (2,3) of
+ * a, then of b.  Three rounds of it reduce eight vectors to their eight
+ * maxima with 21 instructions, where eight horizontal maxima take about 50.
+ */
+KINL v8sf KFN(max_pairs)(v8sf a, v8sf b)
+{
+    const v8sf even = __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14);
+    const v8sf odd = __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+    return KVMAX(even, odd);
+}
+
+/* Lane r = the largest lane of m[r], r < 8. */
+KINL v8sf KFN(max8)(const v8sf m[8])
+{
+    const v8sf lo = KFN(max_pairs)(KFN(max_pairs)(m[0], m[1]), KFN(max_pairs)(m[2], m[3]));
+    const v8sf hi = KFN(max_pairs)(KFN(max_pairs)(m[4], m[5]), KFN(max_pairs)(m[6], m[7]));
+    return KVMAX(__builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11),
+                 __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15));
+}
+
+/*
+ * Within each 128-bit half: the sums of the lane pairs (0,1) and (2,3) of
+ * a, then of b (as max_pairs).
+ */
+KINL v8sf KFN(add_pairs)(v8sf a, v8sf b)
+{
+    return __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14) +
+           __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+}
+
+KINL v8si KFN(add_pairsi)(v8si a, v8si b)
+{
+    return __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14) +
+           __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
+}
+
+/* Lane r = the sum of the lanes of v[r], r < 8 (a fixed order of additions). */
+KINL v8sf KFN(sum8)(const v8sf v[8])
+{
+    const v8sf lo = KFN(add_pairs)(KFN(add_pairs)(v[0], v[1]), KFN(add_pairs)(v[2], v[3]));
+    const v8sf hi = KFN(add_pairs)(KFN(add_pairs)(v[4], v[5]), KFN(add_pairs)(v[6], v[7]));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+KINL v8si KFN(sum8i)(const v8si v[8])
+{
+    const v8si lo = KFN(add_pairsi)(KFN(add_pairsi)(v[0], v[1]), KFN(add_pairsi)(v[2], v[3]));
+    const v8si hi = KFN(add_pairsi)(KFN(add_pairsi)(v[4], v[5]), KFN(add_pairsi)(v[6], v[7]));
+    return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+/*
+ * row_rest before its horizontal sums: *s gets the lanes of the terms below
+ * the maximum m, *cnt minus the lanes' counts of columns equal to m.
+ */
+KINL void KFN(row_rest_lanes)(const krow *g, v8si tmask, const float *z, float m, v8sf *s,
+                              v8si *cnt)
+{
+    const v8sf mv = vset1(m);
+    v8sf acc = vset1(0.0f);
+    v8si c = vset1i(0);
+    for (int64_t j = 0; j < g->nfull; j++) {
+        v8sf d = vload(z + 8 * j) - mv;
+        acc += vand(d < vset1(0.0f), KFN(vexp_neg)(d));
+        c += d == vset1(0.0f);
+    }
+    if (g->tail) {
+        v8sf d = KFN(tail_load)(g, z, -FLT_MAX) - mv;
+        acc += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
+        c += tmask & (d == vset1(0.0f));
+    }
+    *s = acc;
+    *cnt = c;
+}
+
+/*
+ * Softmax ranking of eight listed rows at once (see rank_softmax): the row
+ * maxima by max8 and the sums by sum8, which spares each row its three
+ * horizontal reductions.  The sums add the same terms in another fixed
+ * order, within the same error bound (mbx_rank_bound).
+ */
+KINL void KFN(rank_softmax8)(const krow *g, v8si tmask, const float *const z[8], int64_t target,
+                             float *out, float *scratch, v8sf *fin)
+{
+    v8sf m[8];
+    for (int r = 0; r < 8; r++)
+        m[r] = KFN(row_lanes_max)(g, tmask, z[r], fin);
+    float mx[8];
+    vstore(mx, KFN(max8)(m));
+    v8sf s[8];
+    v8si cnt[8];
+    for (int r = 0; r < 8; r++)
+        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r]);
+    const v8si count = -KFN(sum8i)(cnt);
+    vstore(out, KFN(sum8)(s) + __builtin_convertvector(count - vset1i(1), v8sf));
+    for (int r = 0; r < 8; r++)
+        scratch[r] = mx[r] - z[r][target];
 }
 
 /* v[i] = add[i] + ln(1 + v[i]) for i < n, 8 at a time. */
@@ -268,7 +392,23 @@ KATTR static int KFN(rank_list)(const mbx_kparams *kp, const float *conf, const 
     const v8si ttail = KFN(target_mask)(g.tail_off, target);
     const v8sf al = vset1(kp->focal_alpha_f), ga = vset1(kp->focal_gamma_f);
     v8sf fin = vset1(0.0f);
-    for (int64_t i = 0; i < n; i++) {
+    int64_t i = 0;
+    if (kp->kind == MBX_CONF_SOFTMAX) {
+        for (; i + 8 <= n; i += 8) {
+            const float *z[8];
+            for (int r = 0; r < 8; r++) {
+                if (i + 8 + r < n) { /* the listed rows are scattered: fetch ahead */
+                    const char *p = (const char *)(conf + (int64_t)idx[i + 8 + r] * g.C);
+                    for (int64_t off = 0; off < g.C * (int64_t)sizeof(float); off += 64)
+                        __builtin_prefetch(p + off);
+                    __builtin_prefetch(p + g.C * (int64_t)sizeof(float) - 1);
+                }
+                z[r] = conf + (int64_t)idx[i + r] * g.C;
+            }
+            KFN(rank_softmax8)(&g, tmask, z, target, out + i, scratch + i, &fin);
+        }
+    }
+    for (; i < n; i++) {
         if (i + 8 < n) { /* the listed rows are scattered: fetch ahead */
             const char *p = (const char *)(conf + (int64_t)idx[i + 8] * g.C);
             for (int64_t off = 0; off < g.C * (int64_t)sizeof(float); off += 64)
@@ -579,47 +719,6 @@ KATTR static void KFN(zero_stream)(float *p, int64_t n)
     while (p < end)
         *p++ = 0.0f;
     KSFENCE();
-}
-
-/*
- * The lane maxima of row z (the row maximum is their maximum); adds the
- * row's values to *fin (see sum_finite).
- */
-KINL v8sf KFN(row_lanes_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
-{
-    v8sf mx = vset1(-FLT_MAX);
-    for (int64_t j = 0; j < g->nfull; j++) {
-        v8sf v = vload(z + 8 * j);
-        *fin += v;
-        mx = KVMAX(mx, v);
-    }
-    if (g->tail) {
-        v8sf vt = KFN(tail_load)(g, z, -FLT_MAX);
-        *fin += vand(tmask, vt);
-        mx = KVMAX(mx, vt);
-    }
-    return mx;
-}
-
-/*
- * Within each 128-bit half: the maxima of the lane pairs (0,1) and (2,3) of
- * a, then of b.  Three rounds of it reduce eight vectors to their eight
- * maxima with 21 instructions, where eight horizontal maxima take about 50.
- */
-KINL v8sf KFN(max_pairs)(v8sf a, v8sf b)
-{
-    const v8sf even = __builtin_shufflevector(a, b, 0, 2, 8, 10, 4, 6, 12, 14);
-    const v8sf odd = __builtin_shufflevector(a, b, 1, 3, 9, 11, 5, 7, 13, 15);
-    return KVMAX(even, odd);
-}
-
-/* Lane r = the largest lane of m[r], r < 8. */
-KINL v8sf KFN(max8)(const v8sf m[8])
-{
-    const v8sf lo = KFN(max_pairs)(KFN(max_pairs)(m[0], m[1]), KFN(max_pairs)(m[2], m[3]));
-    const v8sf hi = KFN(max_pairs)(KFN(max_pairs)(m[4], m[5]), KFN(max_pairs)(m[6], m[7]));
-    return KVMAX(__builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11),
-                 __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15));
 }
 
 /*
