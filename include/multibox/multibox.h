@@ -260,6 +260,11 @@ MBX_API int mbx_loss_compute(mbx_loss *loss, const mbx_batch *batch, mbx_result 
  * may be partly written; its scalar fields are not.
  * batch and result must stay valid until finish returns.  Totals are summed
  * in image order, so the result does not depend on the split.
+ *
+ * The result's dense gradient arrays are optional: with grad_loc and
+ * grad_conf NULL nothing of size B*A*C is written or zeroed, and
+ * mbx_loss_grad_image_sparse (below) writes only the rows that count into
+ * per-image arrays the caller sizes after reduce.
  */
 MBX_API int mbx_loss_begin(mbx_loss *loss, const mbx_batch *batch, mbx_result *result,
                            mbx_detail *detail);
@@ -267,6 +272,87 @@ MBX_API void mbx_loss_match_image(mbx_loss *loss, int64_t image, int slot);
 MBX_API int mbx_loss_reduce(mbx_loss *loss, mbx_detail *detail);
 MBX_API void mbx_loss_grad_image(mbx_loss *loss, int64_t image, int slot);
 MBX_API int mbx_loss_finish(mbx_loss *loss, mbx_detail *detail);
+
+/* ------------------------------------ per-image inputs and sparse gradients */
+
+/*
+ * One image's loc and conf, given to a work unit instead of the batch's
+ * slices: a caller that holds FP16 / BF16 inputs widens one image at a time
+ * into a buffer of its own (A * (C + 4) floats per thread) instead of the
+ * whole batch.  The values must be those the batch would hold (the result is
+ * then bit-identical).  Caller-owned, read-only, needed only during the call
+ * that takes it.  With such units, mbx_loss_begin() accepts a batch whose
+ * loc and conf are NULL; a plain unit (mbx_loss_match_image) on such a batch
+ * records MBX_E_INVALID_ARGUMENT for its image, which reduce reports.
+ */
+typedef struct mbx_image_input {
+    const float *loc;  /* [A][4] */
+    const float *conf; /* [A][C] */
+} mbx_image_input;
+
+/*
+ * Sparse gradients of one image: only the rows that can be non-zero, so no
+ * dense [B][A][C] array is written or zeroed.  The loc rows are the image's
+ * positives (num_positives rows: dL/dloc is zero elsewhere), the conf rows
+ * its positives and counted negatives (num_positives + num_negatives rows),
+ * both in ascending anchor order.  Each row index written is row_base + the
+ * anchor index: row_base = image * A gives the flat b*A + a rows of a whole
+ * batch, 0 the anchor indices.  Every array is caller-owned, sized from
+ * mbx_loss_sparse_counts(), and optional (NULL: not written).  Values are
+ * bit-identical to the same rows of the dense grad_loc / grad_conf.
+ */
+typedef struct mbx_sparse_grad {
+    int64_t row_base;    /* >= 0, row_base + A - 1 <= INT32_MAX when rows are written */
+    int32_t *loc_rows;   /* [P] */
+    float *loc_values;   /* [P][4] */
+    int32_t *conf_rows;  /* [K] */
+    float *conf_values;  /* [K][C] */
+} mbx_sparse_grad;
+
+/*
+ * mbx_loss_match_image with the image's inputs given by in (not NULL; both
+ * pointers set).  Returns 0, or MBX_E_INVALID_ARGUMENT (and does nothing)
+ * when the context is not in the match phase or image, slot or in is bad;
+ * a NaN or infinity in the inputs is reported by reduce, as for the plain
+ * unit.  Same concurrency rules as mbx_loss_match_image.
+ */
+MBX_API int mbx_loss_match_image_input(mbx_loss *loss, int64_t image, int slot,
+                                       const mbx_image_input *in);
+
+/*
+ * After reduce (and before finish): the sizes of image's sparse outputs,
+ * *loc_rows = P (positives) and *conf_rows = K (positives and counted
+ * negatives); either pointer may be NULL.  Reads only; any thread.
+ * 0 or MBX_E_INVALID_ARGUMENT.
+ */
+MBX_API int mbx_loss_sparse_counts(const mbx_loss *loss, int64_t image, int64_t *loc_rows,
+                                   int64_t *conf_rows);
+
+/*
+ * After reduce: writes only the row indices of out (loc_rows, conf_rows,
+ * when not NULL) for image, the rows its gradient unit will read from its
+ * inputs: the loc rows of the positives, and the conf rows when conf values
+ * are computed there (see below).  A caller that widens its inputs on
+ * demand loads exactly those rows.  Reads only; any thread.  0 or
+ * MBX_E_INVALID_ARGUMENT.
+ */
+MBX_API int mbx_loss_sparse_rows(const mbx_loss *loss, int64_t image, const mbx_sparse_grad *out);
+
+/*
+ * The gradient unit of image with optional inputs and sparse outputs; it
+ * does all that mbx_loss_grad_image does (loss sums, dense rows of the
+ * result's arrays when they are set) and also writes out (when not NULL).
+ * in NULL means the batch's slices.  From in, the unit reads only the loc
+ * rows of the positives and, when out->conf_values is set but the result
+ * has no dense grad_conf, the conf rows of the counted anchors (their
+ * gradient is then computed here, since match wrote it nowhere); the other
+ * rows of in's arrays are not read and may hold anything.  Returns 0, or
+ * MBX_E_INVALID_ARGUMENT (nothing done) when the context is not in the grad
+ * phase, image or slot is out of range, inputs are missing or row_base is
+ * out of range.  Same concurrency rules as mbx_loss_grad_image.
+ */
+MBX_API int mbx_loss_grad_image_sparse(mbx_loss *loss, int64_t image, int slot,
+                                       const mbx_image_input *in, const mbx_sparse_grad *out);
 
 /* -------------------------------------------------------------- prior boxes */
 

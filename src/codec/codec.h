@@ -62,6 +62,32 @@ void mbx_request_free(mbx_request *req);
  * with mbx_result_release(), which frees the arrays and zeroes *res.
  */
 int mbx_result_alloc(const mbx_request *req, mbx_result *res, mbx_detail *detail);
+
+/*
+ * A whole batch's sparse gradients, as the core's sparse units write them
+ * when each image's arrays are carved, in image order, from these: rows are
+ * flat indices b*A + a, ascending; loc rows are the positives, conf rows
+ * the positives and counted negatives.  Borrowed by the renderers.
+ */
+typedef struct mbx_sparse_grads {
+    const int32_t *loc_rows;     /* [num_loc] */
+    const float *loc_values;     /* [num_loc][4] */
+    int64_t num_loc;
+    const int32_t *conf_rows;    /* [num_conf] */
+    const float *conf_values;    /* [num_conf][C] */
+    int64_t num_conf;
+} mbx_sparse_grads;
+
+/* Flag of the _ex allocators: sparse gradients come as an mbx_sparse_grads (see oip.h). */
+#define MBX_RESULT_SPARSE_DIRECT 1u
+
+/* mbx_result_alloc with flags (MBX_RESULT_SPARSE_DIRECT: no dense arrays or roles for sparse). */
+int mbx_result_alloc_ex(const mbx_request *req, mbx_result *res, unsigned flags,
+                        mbx_detail *detail);
+/* mbx_response_render_json with sparse gradients from sp (NULL: gathered from res). */
+int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *res,
+                                    const mbx_sparse_grads *sp, char **out, size_t *len,
+                                    mbx_detail *detail);
 void mbx_result_release(mbx_result *res);
 
 /* The shape a loss context must be created with for req, with num_slots slots. */

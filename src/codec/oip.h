@@ -139,6 +139,41 @@ typedef struct mbx_oip_request {
  */
 int mbx_oip_request_parse(const uint8_t *body, size_t len, size_t header_len,
                           mbx_oip_request **out, mbx_detail *detail);
+
+/*
+ * Flag of mbx_oip_request_parse_ex: binary loc and conf that cannot be used
+ * in place (FP16, BF16, FP64, unaligned FP32) are neither converted nor
+ * scanned: core.batch.loc / .conf stay NULL for them and the caller widens
+ * one image (or some rows) at a time with mbx_oip_request_load_input(), so
+ * no float32 copy of the whole tensor exists.  The body must then stay
+ * valid until the last load.  A NaN or infinity in them is found by those
+ * loads; mbx_oip_request_input_fail() gives the error the plain parse would
+ * have returned (the plain parse checks loc entirely before conf).
+ */
+#define MBX_OIP_PARSE_DEFER_INPUTS 1u
+
+enum { MBX_OIP_INPUT_LOC = 0, MBX_OIP_INPUT_CONF = 1 };
+
+int mbx_oip_request_parse_ex(const uint8_t *body, size_t len, size_t header_len, unsigned flags,
+                             mbx_oip_request **out, mbx_detail *detail);
+/* 1 when input (MBX_OIP_INPUT_LOC or _CONF) was deferred by the parse. */
+int mbx_oip_request_deferred(const mbx_oip_request *req, int input);
+/*
+ * Widens image's rows of a deferred input into dst, the image's [A][w]
+ * float32 array (w = 4 for loc, C for conf): every row when rows is NULL,
+ * else only rows[0..n), given as flat indices image * A + a (other rows of
+ * dst are left alone).  Returns the index within the image's [A][w] values
+ * of the first NaN or infinity (FP64: or beyond float32's range), or -1 when
+ * all are finite; after a bad value the rest may be unwritten.  Reads only
+ * the body; thread-safe; no allocation.
+ */
+int64_t mbx_oip_request_load_input(const mbx_oip_request *req, int input, int64_t image,
+                                   const int32_t *rows, int64_t n, float *dst);
+/* The plain parse's error for element index of image's values of input; returns its code. */
+int mbx_oip_request_input_fail(const mbx_oip_request *req, int input, int64_t image,
+                               int64_t index, mbx_detail *detail);
+/* Bit (1u << mbx_oip_output) per output the request asks for. */
+uint32_t mbx_oip_request_outputs(const mbx_oip_request *req);
 /* Frees a request; NULL is a no-op.  The body may be released afterwards. */
 void mbx_oip_request_free(mbx_oip_request *req);
 
@@ -156,6 +191,15 @@ mbx_shape mbx_oip_request_shape(const mbx_oip_request *req, int num_slots);
  * (then nothing stays allocated), MBX_E_SHAPE_OVERFLOW.
  */
 int mbx_oip_result_alloc(const mbx_oip_request *req, mbx_result *res, mbx_detail *detail);
+/*
+ * Flag of mbx_oip_result_alloc_ex (and mbx_result_alloc_ex for /v1): the
+ * sparse gradient outputs will come from the core's sparse units
+ * (mbx_loss_grad_image_sparse) as an mbx_sparse_grads, so they need no
+ * dense arrays and no roles; dense arrays are allocated only for the dense
+ * outputs asked.
+ */
+int mbx_oip_result_alloc_ex(const mbx_oip_request *req, mbx_result *res, unsigned flags,
+                            mbx_detail *detail);
 void mbx_oip_result_release(mbx_result *res);
 
 /* ------------------------------------------------------------- responses */
@@ -200,6 +244,16 @@ typedef struct mbx_oip_response {
  */
 int mbx_oip_response_render(const mbx_oip_request *req, const mbx_result *res, int force_json,
                             mbx_oip_response *resp, mbx_detail *detail);
+/*
+ * The same with the sparse outputs given by sp (the whole batch's rows and
+ * values, see mbx_sparse_grads) instead of gathered from the result's dense
+ * arrays; sp NULL is mbx_oip_response_render.  FP32 binary values are sent
+ * from sp's arrays without a copy, so they must stay valid until the
+ * response has been sent and freed.
+ */
+int mbx_oip_response_render_sparse(const mbx_oip_request *req, const mbx_result *res,
+                                   const mbx_sparse_grads *sp, int force_json,
+                                   mbx_oip_response *resp, mbx_detail *detail);
 void mbx_oip_response_free(mbx_oip_response *resp);
 
 /*

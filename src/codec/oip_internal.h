@@ -79,6 +79,14 @@ const int64_t *oip_tensor_i64_in_place(const oip_tensor *t);
  * ("inputs[loc][1][7][2]").  dst may be partly written on failure.
  */
 int oip_load_f32(const oip_tensor *t, float *dst, mbx_detail *detail);
+/*
+ * Binary elements [first, first + n) of t as float32 into dst[n]; returns
+ * the index (from first) of the first NaN or infinity (FP64: or beyond
+ * float32's range), or n.  oip_load_fail gives oip_load_f32's error for
+ * element i of t.  No allocation.
+ */
+int64_t oip_load_f32_range(const oip_tensor *t, int64_t first, int64_t n, float *dst);
+int oip_load_fail(const oip_tensor *t, int64_t i, mbx_detail *detail);
 int oip_load_i64(const oip_tensor *t, int64_t *dst, mbx_detail *detail);
 int oip_load_bool(const oip_tensor *t, uint8_t *dst, mbx_detail *detail);
 /* (oip_load_bool with dst NULL and binary bytes only validates them, for use in place.) */

@@ -55,6 +55,8 @@ static const struct {
 struct mbx_oip_storage {
     void *owned[MAX_OWNED];
     int num_owned;
+    oip_tensor deferred[2];    /* loc, conf left in the body (name points to a literal) */
+    int is_deferred[2];
     mbx_image_targets *targets;
     char *id;
 };
@@ -466,7 +468,25 @@ static int load_targets(struct mbx_oip_storage *s, const oip_tensor *in[IN_COUNT
     return 0;
 }
 
-static int build(const oip_frame *f, mbx_oip_request *req, mbx_detail *d)
+/*
+ * loc or conf: in place, deferred (binary, not usable in place, with
+ * MBX_OIP_PARSE_DEFER_INPUTS: kept as a description of its bytes in the
+ * body), or converted into a buffer the request owns.
+ */
+static int get_input(struct mbx_oip_storage *s, const oip_tensor *t, int which, unsigned flags,
+                     const float **out, int *in_place, mbx_detail *d)
+{
+    if ((flags & MBX_OIP_PARSE_DEFER_INPUTS) && !t->data && !oip_tensor_f32_in_place(t)) {
+        s->deferred[which] = *t;
+        s->deferred[which].name = input_spec[which == MBX_OIP_INPUT_LOC ? IN_LOC : IN_CONF].name;
+        s->is_deferred[which] = 1;
+        *out = NULL;
+        return 0;
+    }
+    return get_f32(s, t, out, in_place, d);
+}
+
+static int build(const oip_frame *f, mbx_oip_request *req, unsigned flags, mbx_detail *d)
 {
     const oip_tensor *in[IN_COUNT] = {NULL};
     struct mbx_oip_storage *s = req->storage;
@@ -521,14 +541,53 @@ static int build(const oip_frame *f, mbx_oip_request *req, mbx_detail *d)
     if (rc == 0)
         rc = load_targets(s, in, req, d);
     if (rc == 0)
-        rc = get_f32(s, in[IN_LOC], &b->loc, &req->in_place, d);
+        rc = get_input(s, in[IN_LOC], MBX_OIP_INPUT_LOC, flags, &b->loc, &req->in_place, d);
     if (rc == 0)
-        rc = get_f32(s, in[IN_CONF], &b->conf, &req->in_place, d);
+        rc = get_input(s, in[IN_CONF], MBX_OIP_INPUT_CONF, flags, &b->conf, &req->in_place, d);
     return rc;
 }
 
 int mbx_oip_request_parse(const uint8_t *body, size_t len, size_t header_len,
                           mbx_oip_request **out, mbx_detail *detail)
+{
+    return mbx_oip_request_parse_ex(body, len, header_len, 0, out, detail);
+}
+
+int mbx_oip_request_deferred(const mbx_oip_request *req, int input)
+{
+    return req && req->storage && (input == MBX_OIP_INPUT_LOC || input == MBX_OIP_INPUT_CONF) &&
+           req->storage->is_deferred[input];
+}
+
+int64_t mbx_oip_request_load_input(const mbx_oip_request *req, int input, int64_t image,
+                                   const int32_t *rows, int64_t n, float *dst)
+{
+    const oip_tensor *t = &req->storage->deferred[input];
+    const int64_t A = req->core.batch.num_anchors;
+    const int64_t w = input == MBX_OIP_INPUT_LOC ? 4 : req->core.batch.num_classes;
+    if (!rows) {
+        const int64_t bad = oip_load_f32_range(t, image * A * w, A * w, dst);
+        return bad < A * w ? bad : -1;
+    }
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t a = (int64_t)rows[k] - image * A;
+        const int64_t bad = oip_load_f32_range(t, (image * A + a) * w, w, dst + a * w);
+        if (bad < w)
+            return a * w + bad;
+    }
+    return -1;
+}
+
+int mbx_oip_request_input_fail(const mbx_oip_request *req, int input, int64_t image,
+                               int64_t index, mbx_detail *detail)
+{
+    const oip_tensor *t = &req->storage->deferred[input];
+    const int64_t w = input == MBX_OIP_INPUT_LOC ? 4 : req->core.batch.num_classes;
+    return oip_load_fail(t, image * req->core.batch.num_anchors * w + index, detail);
+}
+
+int mbx_oip_request_parse_ex(const uint8_t *body, size_t len, size_t header_len, unsigned flags,
+                             mbx_oip_request **out, mbx_detail *detail)
 {
     oip_frame f;
     int rc;
@@ -548,7 +607,7 @@ int mbx_oip_request_parse(const uint8_t *body, size_t len, size_t header_len,
         oip_frame_release(&f);
         return oom(detail);
     }
-    rc = build(&f, req, detail);
+    rc = build(&f, req, flags, detail);
     oip_frame_release(&f);
     if (rc) {
         mbx_oip_request_free(req);
@@ -571,18 +630,32 @@ static uint32_t requested(const mbx_oip_request *req)
 
 #define BIT(o) (1u << MBX_OIP_OUT_##o)
 
+uint32_t mbx_oip_request_outputs(const mbx_oip_request *req)
+{
+    return requested(req);
+}
+
 int mbx_oip_result_alloc(const mbx_oip_request *req, mbx_result *res, mbx_detail *d)
+{
+    return mbx_oip_result_alloc_ex(req, res, 0, d);
+}
+
+int mbx_oip_result_alloc_ex(const mbx_oip_request *req, mbx_result *res, unsigned flags,
+                            mbx_detail *d)
 {
     const mbx_batch *b = &req->core.batch;
     size_t BA = (size_t)b->batch * (size_t)b->num_anchors;
     uint32_t m = requested(req);
     memset(res, 0, sizeof *res);
+    if (flags & MBX_RESULT_SPARSE_DIRECT) /* the sparse outputs need nothing here */
+        m &= ~(BIT(GRAD_LOC_ROWS) | BIT(GRAD_LOC_VALUES) | BIT(GRAD_CONF_ROWS) |
+               BIT(GRAD_CONF_VALUES));
     /* Sizes: B*A*C <= MBX_CODEC_MAX_ELEMENTS was checked by the parser. */
     if ((m & BIT(PER_IMAGE_LOSS)) &&
         !(res->per_image = mbx_codec_calloc((size_t)b->batch, sizeof *res->per_image)))
         goto fail;
-    /* The sparse forms are gathered from the dense arrays for now (see oip_response.c).
-     * Not zeroed: the core writes every element (runs of zeros included), and
+    /* Without MBX_RESULT_SPARSE_DIRECT the sparse forms are gathered from the dense
+     * arrays (see oip_response.c).  Not zeroed: the core writes every element (runs of zeros included), and
      * memory reused from an earlier request would be cleared for nothing. */
     if ((m & (BIT(GRAD_LOC) | BIT(GRAD_LOC_ROWS) | BIT(GRAD_LOC_VALUES))) &&
         !(res->grad_loc = mbx_codec_malloc(BA * 4 * sizeof(float))))

@@ -11,6 +11,7 @@
  * those rows would spare the dense arrays, which this layout allows later.
  */
 #include <float.h>
+#include <stdint.h>
 #include <math.h>
 #include <string.h>
 
@@ -100,7 +101,8 @@ static float *gather_values(struct mbx_oip_response_storage *s, const float *den
 }
 
 static int make_sparse(struct mbx_oip_response_storage *s, const mbx_oip_request *req,
-                       const mbx_result *res, sparse *sp, mbx_detail *d)
+                       const mbx_result *res, const mbx_sparse_grads *given, sparse *sp,
+                       mbx_detail *d)
 {
     const mbx_batch *b = &req->core.batch;
     int64_t BA = b->batch * b->num_anchors;
@@ -113,6 +115,19 @@ static int make_sparse(struct mbx_oip_response_storage *s, const mbx_oip_request
     }
     if (!need_loc && !need_conf)
         return 0;
+    if (given) { /* computed sparse by the core: borrowed as they are */
+        if ((need_loc && (!given->loc_rows || !given->loc_values)) ||
+            (need_conf && (!given->conf_rows || !given->conf_values)))
+            return mbx_detail_set(d, MBX_E_INVALID_ARGUMENT,
+                                  "sparse gradients asked and not given");
+        sp->loc_rows = (int32_t *)(uintptr_t)given->loc_rows;
+        sp->loc_values = (float *)(uintptr_t)given->loc_values;
+        sp->P = given->num_loc;
+        sp->conf_rows = (int32_t *)(uintptr_t)given->conf_rows;
+        sp->conf_values = (float *)(uintptr_t)given->conf_values;
+        sp->K = given->num_conf;
+        return 0;
+    }
     if (!res->roles || (need_loc && !res->grad_loc) || (need_conf && !res->grad_conf))
         return mbx_detail_set(d, MBX_E_INVALID_ARGUMENT,
                               "sparse gradients need roles and dense gradients in the result "
@@ -340,8 +355,9 @@ static float f32_sat(double x)
     return (float)x;
 }
 
-static int render(const mbx_oip_request *req, const mbx_result *res, int force_json,
-                  mbx_oip_response *resp, mbx_detail *d)
+static int render(const mbx_oip_request *req, const mbx_result *res,
+                  const mbx_sparse_grads *given, int force_json, mbx_oip_response *resp,
+                  mbx_detail *d)
 {
     struct mbx_oip_response_storage *s = resp->storage;
     const mbx_batch *b = &req->core.batch;
@@ -371,7 +387,7 @@ static int render(const mbx_oip_request *req, const mbx_result *res, int force_j
         for (int64_t i = 0; i < b->batch; i++)
             per_image[i] = f32_sat(res->per_image[i].loss);
     }
-    rc = make_sparse(s, req, res, &sp, d);
+    rc = make_sparse(s, req, res, given, &sp, d);
     if (rc)
         return rc;
 
@@ -444,6 +460,13 @@ fail:
 int mbx_oip_response_render(const mbx_oip_request *req, const mbx_result *res, int force_json,
                             mbx_oip_response *resp, mbx_detail *d)
 {
+    return mbx_oip_response_render_sparse(req, res, NULL, force_json, resp, d);
+}
+
+int mbx_oip_response_render_sparse(const mbx_oip_request *req, const mbx_result *res,
+                                   const mbx_sparse_grads *given, int force_json,
+                                   mbx_oip_response *resp, mbx_detail *d)
+{
     if (!resp)
         return mbx_detail_set(d, MBX_E_INVALID_ARGUMENT, "resp is NULL");
     memset(resp, 0, sizeof *resp);
@@ -452,7 +475,7 @@ int mbx_oip_response_render(const mbx_oip_request *req, const mbx_result *res, i
     resp->storage = mbx_codec_calloc(1, sizeof *resp->storage);
     if (!resp->storage)
         return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
-    int rc = render(req, res, force_json, resp, d);
+    int rc = render(req, res, given, force_json, resp, d);
     if (rc)
         mbx_oip_response_free(resp);
     return rc;

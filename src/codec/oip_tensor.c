@@ -206,10 +206,28 @@ int oip_load_f32(const oip_tensor *t, float *dst, mbx_detail *d)
                               mbx_oip_dtype_name(t->dtype));
     }
     if (bad < n)
-        return element_fail(t, (int64_t)bad, d, MBX_E_NOT_FINITE,
-                            t->dtype == MBX_OIP_FP64 ? "NaN, infinity or beyond float32's range"
-                                                     : "NaN or infinity");
+        return oip_load_fail(t, (int64_t)bad, d);
     return 0;
+}
+
+int64_t oip_load_f32_range(const oip_tensor *t, int64_t first, int64_t n, float *dst)
+{
+    const size_t es = mbx_oip_dtype_size(t->dtype);
+    const void *src = t->bytes + (size_t)first * es;
+    switch (t->dtype) {
+    case MBX_OIP_FP16: return (int64_t)mbx_load_f16(src, (size_t)n, dst);
+    case MBX_OIP_BF16: return (int64_t)mbx_load_bf16(src, (size_t)n, dst);
+    case MBX_OIP_FP32: return (int64_t)mbx_load_f32(src, (size_t)n, dst);
+    case MBX_OIP_FP64: return (int64_t)mbx_load_f64(src, (size_t)n, dst);
+    default: return 0; /* not a float tensor: never deferred */
+    }
+}
+
+int oip_load_fail(const oip_tensor *t, int64_t i, mbx_detail *d)
+{
+    return element_fail(t, i, d, MBX_E_NOT_FINITE,
+                        t->dtype == MBX_OIP_FP64 ? "NaN, infinity or beyond float32's range"
+                                                 : "NaN or infinity");
 }
 
 int oip_load_i64(const oip_tensor *t, int64_t *dst, mbx_detail *d)

@@ -16,15 +16,24 @@
 
 int mbx_result_alloc(const mbx_request *req, mbx_result *res, mbx_detail *detail)
 {
+    return mbx_result_alloc_ex(req, res, 0, detail);
+}
+
+int mbx_result_alloc_ex(const mbx_request *req, mbx_result *res, unsigned flags,
+                        mbx_detail *detail)
+{
     const mbx_batch *b = &req->batch;
     size_t rows = (size_t)(b->batch * b->num_anchors);
+    const int gather = req->outputs.gradients == MBX_GRAD_DENSE ||
+                       (req->outputs.gradients == MBX_GRAD_SPARSE &&
+                        !(flags & MBX_RESULT_SPARSE_DIRECT));
     memset(res, 0, sizeof *res);
     if (req->outputs.per_image) {
         res->per_image = mbx_codec_calloc((size_t)b->batch, sizeof *res->per_image);
         if (!res->per_image)
             goto oom;
     }
-    if (req->outputs.gradients != MBX_GRAD_NONE) {
+    if (gather) {
         /* Not zeroed: the core writes every element (runs of zeros included),
          * and memory reused from an earlier request would be cleared for nothing. */
         res->grad_loc = mbx_codec_malloc(rows * 4 * sizeof(float));
@@ -37,7 +46,7 @@ int mbx_result_alloc(const mbx_request *req, mbx_result *res, mbx_detail *detail
         if (!res->matches)
             goto oom;
     }
-    if (req->outputs.gradients == MBX_GRAD_SPARSE) {
+    if (req->outputs.gradients == MBX_GRAD_SPARSE && !(flags & MBX_RESULT_SPARSE_DIRECT)) {
         res->roles = mbx_codec_calloc(rows, 1);
         if (!res->roles)
             goto oom;
@@ -125,6 +134,24 @@ static void put_matches(jbuf *b, const mbx_result *res, int64_t B, int64_t A)
     jbuf_putc(b, ']');
 }
 
+/* {"rows": [...], "values": TENSOR[k,width]} of rows and values computed sparse. */
+static int put_sparse_given(jbuf *b, const char *name, const int32_t *rows, const float *values,
+                            int64_t k, int64_t width, mbx_tensor_format fmt, mbx_detail *d)
+{
+    put_key(b, name);
+    jbuf_puts(b, "{\"rows\":[");
+    for (int64_t n = 0; n < k; n++) {
+        if (n)
+            jbuf_putc(b, ',');
+        jbuf_put_i64(b, rows[n]);
+    }
+    jbuf_puts(b, "],\"values\":");
+    int64_t shape[2] = {k, width};
+    int rc = jbuf_put_tensor(b, values, 2, shape, fmt, name, d);
+    jbuf_putc(b, '}');
+    return rc;
+}
+
 /*
  * {"rows": [...], "values": TENSOR[K,width]} for the rows whose role is
  * POSITIVE (and NEGATIVE when with_negatives), in ascending b*A+a order.
@@ -164,6 +191,13 @@ static int put_sparse(jbuf *b, const char *name, const float *dense, int64_t wid
 int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char **out,
                              size_t *len, mbx_detail *detail)
 {
+    return mbx_response_render_json_sparse(req, res, NULL, out, len, detail);
+}
+
+int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *res,
+                                    const mbx_sparse_grads *sp, char **out, size_t *len,
+                                    mbx_detail *detail)
+{
     const mbx_batch *bt = &req->batch;
     const int64_t B = bt->batch, A = bt->num_anchors, C = bt->num_classes;
     const mbx_outputs *o = &req->outputs;
@@ -174,8 +208,11 @@ int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char
     if (len)
         *len = 0;
     if ((o->per_image && !res->per_image) || (o->matches && !res->matches) ||
-        (o->gradients != MBX_GRAD_NONE && (!res->grad_loc || !res->grad_conf)) ||
-        (o->gradients == MBX_GRAD_SPARSE && !res->roles))
+        (o->gradients == MBX_GRAD_DENSE && (!res->grad_loc || !res->grad_conf)) ||
+        (o->gradients == MBX_GRAD_SPARSE && !sp &&
+         (!res->roles || !res->grad_loc || !res->grad_conf)) ||
+        (o->gradients == MBX_GRAD_SPARSE && sp &&
+         (!sp->loc_rows || !sp->loc_values || !sp->conf_rows || !sp->conf_values)))
         return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT,
                               "the result lacks an array the request's outputs ask for");
 
@@ -213,6 +250,12 @@ int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char
         put_key(&b, "grad_conf");
         if ((rc = jbuf_put_tensor(&b, res->grad_conf, 3, shape_conf, o->tensor_format,
                                   "grad_conf", detail)))
+            goto fail;
+    } else if (o->gradients == MBX_GRAD_SPARSE && sp) {
+        if ((rc = put_sparse_given(&b, "grad_loc", sp->loc_rows, sp->loc_values, sp->num_loc, 4,
+                                   o->tensor_format, detail)) ||
+            (rc = put_sparse_given(&b, "grad_conf", sp->conf_rows, sp->conf_values, sp->num_conf,
+                                   C, o->tensor_format, detail)))
             goto fail;
     } else if (o->gradients == MBX_GRAD_SPARSE) {
         if ((rc = put_sparse(&b, "grad_loc", res->grad_loc, 4, res->roles, B * A, 0,

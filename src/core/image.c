@@ -238,12 +238,11 @@ static int64_t collect_counted(const uint8_t *role, int64_t A, int32_t *rows)
  * 1/N that grad applies (N needs every image).  The loc rows of positives
  * are left to grad.
  */
-static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot)
+static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *conf)
 {
     const mbx_result *res = ctx->result;
     const mbx_config *cfg = &ctx->cfg;
     const int64_t A = ctx->batch.num_anchors, C = ctx->batch.num_classes;
-    const float *conf = ctx->batch.conf + image * A * C;
     const mbx_image_targets *t = &ctx->batch.targets[image];
     const int32_t *match = ctx->match + image * A;
     const uint8_t *role = ctx->role + image * A;
@@ -283,13 +282,12 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot)
  * writes what it can of the outputs (write_known).  Touches only that
  * image's slices of the state and the result, and the slot's scratch.
  */
-void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
+void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
+                     const float *conf)
 {
     const mbx_batch *b = &ctx->batch;
     const mbx_config *cfg = &ctx->cfg;
     const int64_t A = b->num_anchors, C = b->num_classes;
-    const float *loc = b->loc + image * A * 4;
-    const float *conf = b->conf + image * A * C;
     mbx_image_state *st = &ctx->images[image];
     int32_t *match = ctx->match + image * A;
     uint8_t *role = ctx->role + image * A;
@@ -379,7 +377,7 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot)
                 role[a] = MBX_ROLE_NEGATIVE;
     st->num_positives = P;
     st->num_negatives = k;
-    write_known(ctx, image, slot);
+    write_known(ctx, image, slot, conf);
 }
 
 /* float of a finite double, saturated at the largest finite float. */
@@ -397,15 +395,18 @@ static float to_float_sat(double x)
  * classification gradient rows by 1/N (float, as the kernels would have),
  * and computes the localization loss of its positives (summed in anchor
  * order into the image's state) and, when asked, their loc gradient rows.
- * Touches only that image's slices and the slot's scratch.
+ * With sp, the same rows also go to the caller's compact arrays; a conf row
+ * that no dense array holds is computed here from conf exactly as match
+ * would have (unscaled, then times 1/N), so its bits are the dense ones.
+ * Touches only that image's slices, sp's arrays and the slot's scratch.
  */
-void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
+void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
+                    const float *conf, const mbx_sparse_grad *sp)
 {
     const mbx_batch *b = &ctx->batch;
     const mbx_config *cfg = &ctx->cfg;
     const mbx_result *res = ctx->result;
     const int64_t A = b->num_anchors, C = b->num_classes;
-    const float *loc = b->loc + image * A * 4;
     const int32_t *match = ctx->match + image * A;
     const uint8_t *role = ctx->role + image * A;
     const mbx_image_targets *t = &b->targets[image];
@@ -414,10 +415,15 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
     const float cscale = (float)(1.0 / ctx->normalizer);
     const double lscale = cfg->alpha / ctx->normalizer;
     const float *alpha_loc = ctx->ciou_alpha_loc ? ctx->ciou_alpha_loc + image * A * 4 : NULL;
+    const int64_t base = sp ? sp->row_base : 0;
+    int32_t *lrows = sp ? sp->loc_rows : NULL, *crows = sp ? sp->conf_rows : NULL;
+    float *lval = sp ? sp->loc_values : NULL, *cval = sp ? sp->conf_values : NULL;
+    const int want_g = gl || lval;
 
     int32_t *rows = slot->rows;
     const int64_t n = collect_counted(role, A, rows);
     double loc_sum = 0.0;
+    int64_t np = 0;
     for (int64_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n) {
             const int64_t ahead = rows[i + PREFETCH_AHEAD];
@@ -426,8 +432,19 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
             __builtin_prefetch(loc + 4 * ahead);
         }
         const int64_t a = rows[i];
+        if (crows)
+            crows[i] = (int32_t)(base + a);
         if (gc) {
             float *g = gc + a * C;
+            for (int64_t c = 0; c < C; c++)
+                g[c] *= cscale;
+            if (cval)
+                memcpy(cval + i * C, g, (size_t)C * sizeof *g);
+        } else if (cval) {
+            float *g = cval + i * C;
+            const int64_t target =
+                role[a] == MBX_ROLE_POSITIVE ? t->labels[match[a]] : cfg->background_label;
+            ctx->kern.row(&ctx->kp, conf + a * C, target, 1.0f, g);
             for (int64_t c = 0; c < C; c++)
                 g[c] *= cscale;
         }
@@ -436,11 +453,17 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot)
         double anchor[4], gt[4], g[4];
         mbx_anchor_box(ctx, a, anchor);
         mbx_box_to_xyxy(t->boxes + 4 * (int64_t)match[a], cfg->box_format, gt);
-        loc_sum += mbx_loc_loss_grad(&ctx->lp, loc + 4 * a, anchor, gt, gl ? g : NULL,
+        loc_sum += mbx_loc_loss_grad(&ctx->lp, loc + 4 * a, anchor, gt, want_g ? g : NULL,
                                      alpha_loc ? alpha_loc + 4 * a : NULL);
         if (gl)
             for (int k = 0; k < 4; k++)
                 gl[4 * a + k] = to_float_sat(g[k] * lscale);
+        if (lval)
+            for (int k = 0; k < 4; k++)
+                lval[4 * np + k] = to_float_sat(g[k] * lscale);
+        if (lrows)
+            lrows[np] = (int32_t)(base + a);
+        np++;
     }
     ctx->images[image].loc_sum = loc_sum;
 }

@@ -289,7 +289,9 @@ static int load_anchors(mbx_loss *ctx, const mbx_batch *b, mbx_detail *detail)
 #define SHAPE_ERR(...) mbx_detail_set(detail, MBX_E_SHAPE_MISMATCH, __VA_ARGS__)
 #define ARG_ERR(...) mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, __VA_ARGS__)
 
-static int validate_and_load(mbx_loss *ctx, const mbx_batch *b, mbx_detail *detail)
+/* inputs_later: loc and conf may be NULL (every unit is then given its image's inputs). */
+static int validate_and_load(mbx_loss *ctx, const mbx_batch *b, int inputs_later,
+                             mbx_detail *detail)
 {
     const mbx_config *cfg = &ctx->cfg;
     const mbx_shape *s = &ctx->shape;
@@ -306,7 +308,7 @@ static int validate_and_load(mbx_loss *ctx, const mbx_batch *b, mbx_detail *deta
     if (b->num_anchors > s->num_anchors)
         return ARG_ERR("anchors: %lld anchors exceed the context's %lld",
                        (long long)b->num_anchors, (long long)s->num_anchors);
-    if (!b->loc || !b->conf || !b->anchors || !b->targets)
+    if ((!inputs_later && (!b->loc || !b->conf)) || !b->anchors || !b->targets)
         return ARG_ERR("%s: NULL", !b->loc ? "loc" : !b->conf ? "conf" : !b->anchors ? "anchors"
                                                                                      : "targets");
     if (b->anchors_format != MBX_BOX_XYXY && b->anchors_format != MBX_BOX_CXCYWH)
@@ -353,12 +355,13 @@ static int validate_and_load(mbx_loss *ctx, const mbx_batch *b, mbx_detail *deta
     return 0;
 }
 
-int mbx_loss_begin(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, mbx_detail *detail)
+static int begin(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, int inputs_later,
+                 mbx_detail *detail)
 {
     if (!ctx || !batch || !result)
         return ARG_ERR("%s: NULL", !ctx ? "loss" : !batch ? "batch" : "result");
     ctx->phase = MBX_PHASE_IDLE;
-    int rc = validate_and_load(ctx, batch, detail);
+    int rc = validate_and_load(ctx, batch, inputs_later, detail);
     if (rc)
         return rc;
     ctx->batch = *batch;
@@ -371,12 +374,40 @@ int mbx_loss_begin(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, mb
     return 0;
 }
 
+int mbx_loss_begin(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, mbx_detail *detail)
+{
+    return begin(ctx, batch, result, 1, detail);
+}
+
+/* 1 when a unit of this phase may run on image and slot. */
+static int unit_ok(const mbx_loss *ctx, enum mbx_phase phase, int64_t image, int slot)
+{
+    return ctx && ctx->phase == phase && image >= 0 && image < ctx->batch.batch && slot >= 0 &&
+           slot < ctx->shape.num_slots;
+}
+
 void mbx_loss_match_image(mbx_loss *ctx, int64_t image, int slot)
 {
-    if (!ctx || ctx->phase != MBX_PHASE_MATCH || image < 0 || image >= ctx->batch.batch ||
-        slot < 0 || slot >= ctx->shape.num_slots)
+    if (!unit_ok(ctx, MBX_PHASE_MATCH, image, slot))
         return;
-    mbx_image_match(ctx, image, &ctx->slots[slot]);
+    const mbx_batch *b = &ctx->batch;
+    if (!b->loc || !b->conf) { /* begun for per-image inputs, and none given */
+        mbx_image_state *st = &ctx->images[image];
+        memset(st, 0, sizeof *st);
+        st->error = MBX_E_INVALID_ARGUMENT;
+        st->error_in_conf = 2;
+        return;
+    }
+    mbx_image_match(ctx, image, &ctx->slots[slot], b->loc + image * b->num_anchors * 4,
+                    b->conf + image * b->num_anchors * b->num_classes);
+}
+
+int mbx_loss_match_image_input(mbx_loss *ctx, int64_t image, int slot, const mbx_image_input *in)
+{
+    if (!unit_ok(ctx, MBX_PHASE_MATCH, image, slot) || !in || !in->loc || !in->conf)
+        return MBX_E_INVALID_ARGUMENT;
+    mbx_image_match(ctx, image, &ctx->slots[slot], in->loc, in->conf);
+    return 0;
 }
 
 /* The detail of image i's failure. */
@@ -384,7 +415,10 @@ static void describe_image_error(const mbx_loss *ctx, int64_t i, mbx_detail *d)
 {
     const mbx_image_state *st = &ctx->images[i];
     const int64_t e = st->error_index;
-    if (st->error_in_conf) {
+    if (st->error_in_conf == 2) {
+        mbx_detail_set(d, st->error, "loc[%lld], conf[%lld]: no inputs (the batch has none and "
+                       "the unit was given none)", (long long)i, (long long)i);
+    } else if (st->error_in_conf) {
         const int64_t C = ctx->batch.num_classes;
         mbx_detail_set(d, st->error, "conf[%lld][%lld][%lld]: NaN or infinity", (long long)i,
                        (long long)(e / C), (long long)(e % C));
@@ -445,10 +479,61 @@ int mbx_loss_reduce(mbx_loss *ctx, mbx_detail *detail)
 
 void mbx_loss_grad_image(mbx_loss *ctx, int64_t image, int slot)
 {
-    if (!ctx || ctx->phase != MBX_PHASE_GRAD || image < 0 || image >= ctx->batch.batch ||
-        slot < 0 || slot >= ctx->shape.num_slots)
-        return;
-    mbx_image_grad(ctx, image, &ctx->slots[slot]);
+    (void)mbx_loss_grad_image_sparse(ctx, image, slot, NULL, NULL);
+}
+
+int mbx_loss_sparse_counts(const mbx_loss *ctx, int64_t image, int64_t *loc_rows,
+                           int64_t *conf_rows)
+{
+    if (!unit_ok(ctx, MBX_PHASE_GRAD, image, 0))
+        return MBX_E_INVALID_ARGUMENT;
+    const mbx_image_state *st = &ctx->images[image];
+    if (loc_rows)
+        *loc_rows = st->num_positives;
+    if (conf_rows)
+        *conf_rows = st->num_positives + st->num_negatives;
+    return 0;
+}
+
+/* 1 when row indices row_base + a (a < A) fit int32, or no rows are written. */
+static int rows_fit(const mbx_loss *ctx, const mbx_sparse_grad *sp)
+{
+    if (!sp || (!sp->loc_rows && !sp->conf_rows))
+        return 1;
+    return sp->row_base >= 0 && sp->row_base <= (int64_t)INT32_MAX - (ctx->batch.num_anchors - 1);
+}
+
+int mbx_loss_sparse_rows(const mbx_loss *ctx, int64_t image, const mbx_sparse_grad *out)
+{
+    if (!unit_ok(ctx, MBX_PHASE_GRAD, image, 0) || !out || !rows_fit(ctx, out))
+        return MBX_E_INVALID_ARGUMENT;
+    const int64_t A = ctx->batch.num_anchors;
+    const uint8_t *role = ctx->role + image * A;
+    int64_t p = 0, k = 0;
+    for (int64_t a = 0; a < A; a++) {
+        const int32_t row = (int32_t)(out->row_base + a);
+        if (role[a] == MBX_ROLE_POSITIVE && out->loc_rows)
+            out->loc_rows[p++] = row;
+        if ((role[a] == MBX_ROLE_POSITIVE || role[a] == MBX_ROLE_NEGATIVE) && out->conf_rows)
+            out->conf_rows[k++] = row;
+    }
+    return 0;
+}
+
+int mbx_loss_grad_image_sparse(mbx_loss *ctx, int64_t image, int slot, const mbx_image_input *in,
+                               const mbx_sparse_grad *out)
+{
+    if (!unit_ok(ctx, MBX_PHASE_GRAD, image, slot) || !rows_fit(ctx, out))
+        return MBX_E_INVALID_ARGUMENT;
+    const mbx_batch *b = &ctx->batch;
+    const int64_t A = b->num_anchors, C = b->num_classes;
+    const float *loc = in ? in->loc : b->loc ? b->loc + image * A * 4 : NULL;
+    const float *conf = in ? in->conf : b->conf ? b->conf + image * A * C : NULL;
+    const int need_conf = out && out->conf_values && !ctx->result->grad_conf;
+    if (!loc || (need_conf && !conf))
+        return MBX_E_INVALID_ARGUMENT;
+    mbx_image_grad(ctx, image, &ctx->slots[slot], loc, conf, out);
+    return 0;
 }
 
 int mbx_loss_finish(mbx_loss *ctx, mbx_detail *detail)
@@ -494,7 +579,7 @@ int mbx_loss_finish(mbx_loss *ctx, mbx_detail *detail)
 
 int mbx_loss_compute(mbx_loss *ctx, const mbx_batch *batch, mbx_result *result, mbx_detail *detail)
 {
-    int rc = mbx_loss_begin(ctx, batch, result, detail);
+    int rc = begin(ctx, batch, result, 0, detail);
     if (rc)
         return rc;
     for (int64_t i = 0; i < batch->batch; i++)

@@ -27,7 +27,7 @@ typedef struct mbx_image_state {
     int64_t num_positives, num_negatives; /* counted anchors */
     double conf_sum, loc_sum;             /* un-normalised sums over counted anchors */
     int error;                            /* 0 or MBX_E_NOT_FINITE */
-    int error_in_conf;                    /* 0: loc, 1: conf */
+    int error_in_conf;                    /* 0: loc, 1: conf, 2: no inputs given */
     int64_t error_index;                  /* flat index inside the image's tensor */
 } mbx_image_state;
 
@@ -98,9 +98,16 @@ void mbx_loss_test_force_generic(mbx_loss *loss, int on);
 void mbx_loss_test_set_ciou_alpha_loc(mbx_loss *loss, const float *loc);
 const char *mbx_loss_test_kernel_name(const mbx_loss *loss);
 
-/* The per-image units (image.c). */
-void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot);
-void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot);
+/*
+ * The per-image units (image.c).  loc [A][4] and conf [A][C] are the
+ * image's inputs (the batch's slices or the caller's per-image ones); grad
+ * reads loc only at positives and conf only at counted rows, and only when
+ * sp asks for conf values the dense array does not hold.  sp may be NULL.
+ */
+void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
+                     const float *conf);
+void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
+                    const float *conf, const mbx_sparse_grad *sp);
 
 /* Anchor a of the current batch as xyxy double. */
 static inline void mbx_anchor_box(const mbx_loss *ctx, int64_t a, double box[4])

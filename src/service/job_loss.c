@@ -36,10 +36,12 @@ static int loss_parse(svc_split_job *sj, mbx_detail *d)
     free_body(req); /* the parsed request holds its own copy */
     if (rc != 0)
         return rc;
-    rc = mbx_result_alloc(j->parsed, &j->result, d);
+    /* Sparse gradients come straight from the core's sparse units: no dense arrays. */
+    rc = mbx_result_alloc_ex(j->parsed, &j->result, MBX_RESULT_SPARSE_DIRECT, d);
     if (rc != 0)
         return rc;
     j->result_allocated = 1;
+    sj->sparse = j->parsed->outputs.gradients == MBX_GRAD_SPARSE;
     sj->config = &j->parsed->config;
     sj->batch = &j->parsed->batch;
     sj->result = &j->result;
@@ -52,7 +54,9 @@ static int loss_render(svc_split_job *sj, mbx_detail *d)
     loss_job *j = (loss_job *)sj;
     char *out = NULL;
     size_t len = 0;
-    int rc = mbx_response_render_json(j->parsed, &j->result, &out, &len, d);
+    const mbx_sparse_grads view = svc_sparse_view(&sj->out);
+    int rc = mbx_response_render_json_sparse(j->parsed, &j->result, sj->sparse ? &view : NULL,
+                                             &out, &len, d);
     if (rc != 0) {
         free(out);
         return rc;
@@ -72,7 +76,7 @@ static void loss_release(svc_split_job *sj)
     free_body(sj->req);
 }
 
-static const svc_split_ops loss_ops = {loss_parse, loss_render, loss_release};
+static const svc_split_ops loss_ops = {loss_parse, loss_render, loss_release, NULL, NULL};
 
 void svc_handle_loss(svc_request *req)
 {

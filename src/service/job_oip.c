@@ -134,6 +134,7 @@ typedef struct oip_job {
 /* What a 200 answer's pieces point into; freed by libmicrohttpd's callback. */
 typedef struct oip_answer {
     mbx_result result;
+    svc_sparse_out sparse; /* FP32 sparse values are sent from here */
     mbx_oip_response resp;
 } oip_answer;
 
@@ -142,6 +143,7 @@ static void answer_free(void *cls)
     oip_answer *a = cls;
     mbx_oip_response_free(&a->resp);
     mbx_oip_result_release(&a->result);
+    svc_sparse_free(&a->sparse);
     free(a);
 }
 
@@ -158,14 +160,27 @@ static int oip_parse(svc_split_job *sj, mbx_detail *d)
     svc_request *req = sj->req;
     static const uint8_t empty[1];
     const uint8_t *body = req->body ? (const uint8_t *)req->body + req->body_offset : empty;
-    /* Tensors used in place point into the body: it is freed in release. */
-    int rc = mbx_oip_request_parse(body, req->body_len, j->header_len, &j->parsed, d);
+    /*
+     * Tensors used in place point into the body: it is freed in release.
+     * loc and conf that are not used in place (FP16, BF16, FP64) stay in
+     * the body too and are widened one image at a time by the match units
+     * (ops->load), never as whole float32 copies.
+     */
+    int rc = mbx_oip_request_parse_ex(body, req->body_len, j->header_len,
+                                      MBX_OIP_PARSE_DEFER_INPUTS, &j->parsed, d);
     if (rc != 0)
         return rc;
-    rc = mbx_oip_result_alloc(j->parsed, &j->result, d);
+    /* Sparse outputs come straight from the core's sparse units: no dense arrays for them. */
+    rc = mbx_oip_result_alloc_ex(j->parsed, &j->result, MBX_RESULT_SPARSE_DIRECT, d);
     if (rc != 0)
         return rc;
     j->result_allocated = 1;
+    const uint32_t sparse_outputs =
+        1u << MBX_OIP_OUT_GRAD_LOC_ROWS | 1u << MBX_OIP_OUT_GRAD_LOC_VALUES |
+        1u << MBX_OIP_OUT_GRAD_CONF_ROWS | 1u << MBX_OIP_OUT_GRAD_CONF_VALUES;
+    sj->sparse = (mbx_oip_request_outputs(j->parsed) & sparse_outputs) != 0;
+    sj->deferred[0] = mbx_oip_request_deferred(j->parsed, MBX_OIP_INPUT_LOC);
+    sj->deferred[1] = mbx_oip_request_deferred(j->parsed, MBX_OIP_INPUT_CONF);
     sj->config = &j->parsed->core.config;
     sj->batch = &j->parsed->core.batch;
     sj->result = &j->result;
@@ -179,11 +194,14 @@ static int oip_render(svc_split_job *sj, mbx_detail *d)
     oip_answer *a = calloc(1, sizeof *a);
     if (!a)
         return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
-    /* The answer takes the result: its dense FP32 gradients are sent as they are. */
+    /* The answer takes the result and the sparse arrays: FP32 ones are sent as they are. */
     a->result = j->result;
     memset(&j->result, 0, sizeof j->result);
     j->result_allocated = 0;
-    int rc = mbx_oip_response_render(j->parsed, &a->result, 0, &a->resp, d);
+    svc_split_take_sparse(sj, &a->sparse);
+    const mbx_sparse_grads view = svc_sparse_view(&a->sparse);
+    int rc = mbx_oip_response_render_sparse(j->parsed, &a->result, sj->sparse ? &view : NULL, 0,
+                                            &a->resp, d);
     if (rc != 0) {
         answer_free(a);
         return rc;
@@ -210,7 +228,20 @@ static void oip_release(svc_split_job *sj)
     free_body(sj->req);
 }
 
-static const svc_split_ops oip_ops = {oip_parse, oip_render, oip_release};
+static int64_t oip_load(svc_split_job *sj, int input, int64_t image, const int32_t *rows,
+                        int64_t n, float *dst)
+{
+    return mbx_oip_request_load_input(((oip_job *)sj)->parsed, input, image, rows, n, dst);
+}
+
+static int oip_load_fail(svc_split_job *sj, int input, int64_t image, int64_t index,
+                         mbx_detail *d)
+{
+    return mbx_oip_request_input_fail(((oip_job *)sj)->parsed, input, image, index, d);
+}
+
+static const svc_split_ops oip_ops = {oip_parse, oip_render, oip_release, oip_load,
+                                      oip_load_fail};
 
 void svc_handle_v2_infer(svc_request *req)
 {

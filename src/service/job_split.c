@@ -8,11 +8,34 @@
 #include "job_split.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "memory.h"
 #include "request.h"
 
-/* Frees the loss context and the concrete job's data, once. */
+void svc_sparse_free(svc_sparse_out *s)
+{
+    free(s->loc_rows);
+    free(s->loc_values);
+    free(s->conf_rows);
+    free(s->conf_values);
+    memset(s, 0, sizeof *s);
+}
+
+void svc_split_take_sparse(svc_split_job *j, svc_sparse_out *dst)
+{
+    *dst = j->out;
+    memset(&j->out, 0, sizeof j->out);
+}
+
+mbx_sparse_grads svc_sparse_view(const svc_sparse_out *s)
+{
+    mbx_sparse_grads v = {s->loc_rows, s->loc_values, s->num_loc,
+                          s->conf_rows, s->conf_values, s->num_conf};
+    return v;
+}
+
+/* Frees the loss context, the phases' buffers and the concrete job's data, once. */
 static void release(svc_split_job *j)
 {
     if (j->released)
@@ -20,7 +43,43 @@ static void release(svc_split_job *j)
     j->released = 1;
     mbx_loss_free(j->loss);
     j->loss = NULL;
+    free(j->scratch);
+    free(j->row_scratch);
+    free(j->bad);
+    free(j->sp);
+    j->scratch = NULL;
+    j->row_scratch = NULL;
+    j->bad = NULL;
+    j->sp = NULL;
+    svc_sparse_free(&j->out);
     j->ops->release(j);
+}
+
+static int any_deferred(const svc_split_job *j)
+{
+    return j->deferred[0] || j->deferred[1];
+}
+
+/*
+ * Buffers of the phases, sized once the batch is known: with deferred
+ * inputs, each unit's widened image (A * (4 + C) floats: far smaller than
+ * the batch) and rows, and the per-image record of bad values.
+ */
+static int alloc_phase_buffers(svc_split_job *j, mbx_detail *d)
+{
+    const int64_t A = j->batch->num_anchors, C = j->batch->num_classes;
+    if (any_deferred(j)) {
+        j->scratch = malloc((size_t)j->units * (size_t)(A * (4 + C)) * sizeof(float));
+        j->row_scratch = malloc((size_t)j->units * 2 * (size_t)A * sizeof(int32_t));
+        j->bad = malloc(2 * (size_t)j->images * sizeof(int64_t));
+        if (!j->scratch || !j->row_scratch || !j->bad)
+            return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory for the inputs");
+        for (int64_t i = 0; i < 2 * j->images; i++)
+            j->bad[i] = -1;
+    }
+    if (j->sparse && !(j->sp = calloc((size_t)j->images, sizeof *j->sp)))
+        return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
+    return 0;
 }
 
 static void fail(svc_split_job *j, int code, const mbx_detail *d)
@@ -49,23 +108,98 @@ static void parse_unit(svc_job *job, int unit)
     j->shape.num_slots = j->units;
     rc = mbx_loss_new(&j->loss, j->config, &j->shape, &d);
     if (rc == 0)
+        rc = alloc_phase_buffers(j, &d);
+    if (rc == 0)
         rc = mbx_loss_begin(j->loss, j->batch, j->result, &d);
     if (rc != 0)
         fail(j, rc, &d);
 }
 
+/* Image i's inputs: the batch's slices, or widened into the unit's scratch. */
+static mbx_image_input unit_input(const svc_split_job *j, int64_t i, int unit)
+{
+    const int64_t A = j->batch->num_anchors, C = j->batch->num_classes;
+    float *buf = j->scratch + (size_t)unit * (size_t)(A * (4 + C));
+    mbx_image_input in;
+    in.loc = j->deferred[0] ? buf : j->batch->loc + i * A * 4;
+    in.conf = j->deferred[1] ? buf + A * 4 : j->batch->conf + i * A * C;
+    return in;
+}
+
 static void match_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
-    for (int64_t i = unit; i < j->images; i += j->units)
-        mbx_loss_match_image(j->loss, i, unit);
+    for (int64_t i = unit; i < j->images; i += j->units) {
+        if (!any_deferred(j)) {
+            mbx_loss_match_image(j->loss, i, unit);
+            continue;
+        }
+        /* Widen this image only; loc first, as a whole-tensor check would. */
+        mbx_image_input in = unit_input(j, i, unit);
+        int64_t bad = -1;
+        if (j->deferred[0] && (bad = j->ops->load(j, 0, i, NULL, 0, (float *)in.loc)) >= 0) {
+            j->bad[i] = bad;
+            continue;
+        }
+        if (j->deferred[1] && (bad = j->ops->load(j, 1, i, NULL, 0, (float *)in.conf)) >= 0) {
+            j->bad[j->images + i] = bad;
+            continue;
+        }
+        mbx_loss_match_image_input(j->loss, i, unit, &in);
+    }
+}
+
+/*
+ * Carves every image's slice of the sparse outputs from one array per
+ * output, sized from the counts that reduce made final.
+ */
+static int size_sparse(svc_split_job *j, mbx_detail *d)
+{
+    const int64_t A = j->batch->num_anchors, C = j->batch->num_classes;
+    int64_t P = 0, K = 0;
+    for (int64_t i = 0; i < j->images; i++) {
+        int64_t p = 0, k = 0;
+        mbx_loss_sparse_counts(j->loss, i, &p, &k);
+        P += p;
+        K += k;
+    }
+    svc_sparse_out *o = &j->out;
+    o->num_loc = P;
+    o->num_conf = K;
+    o->loc_rows = malloc((size_t)P * sizeof(int32_t) + 1);
+    o->loc_values = malloc((size_t)P * 4 * sizeof(float) + 1);
+    o->conf_rows = malloc((size_t)K * sizeof(int32_t) + 1);
+    o->conf_values = malloc((size_t)K * (size_t)C * sizeof(float) + 1);
+    if (!o->loc_rows || !o->loc_values || !o->conf_rows || !o->conf_values)
+        return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory for the sparse gradients");
+    P = K = 0;
+    for (int64_t i = 0; i < j->images; i++) {
+        int64_t p = 0, k = 0;
+        mbx_loss_sparse_counts(j->loss, i, &p, &k);
+        j->sp[i] = (mbx_sparse_grad){i * A, o->loc_rows + P, o->loc_values + 4 * P,
+                                     o->conf_rows + K, o->conf_values + C * K};
+        P += p;
+        K += k;
+    }
+    return 0;
 }
 
 static void reduce_tail(svc_job *job)
 {
     svc_split_job *j = (svc_split_job *)job;
     mbx_detail d = {0};
-    int rc = mbx_loss_reduce(j->loss, &d);
+    int rc = 0;
+    /* A bad deferred value: the error the parse would have given (all loc before conf). */
+    for (int input = 0; j->bad && input < 2 && rc == 0; input++)
+        for (int64_t i = 0; i < j->images; i++)
+            if (j->bad[input * j->images + i] >= 0) {
+                rc = j->ops->load_fail(j, input, i, j->bad[input * j->images + i], &d);
+                break;
+            }
+    if (rc == 0)
+        rc = mbx_loss_reduce(j->loss, &d);
+    if (rc == 0 && j->sparse)
+        rc = size_sparse(j, &d);
     if (rc != 0)
         fail(j, rc, &d);
 }
@@ -73,8 +207,32 @@ static void reduce_tail(svc_job *job)
 static void grad_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
-    for (int64_t i = unit; i < j->images; i += j->units)
-        mbx_loss_grad_image(j->loss, i, unit);
+    const int64_t A = j->batch->num_anchors;
+    for (int64_t i = unit; i < j->images; i += j->units) {
+        const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
+        if (!any_deferred(j)) {
+            mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp);
+            continue;
+        }
+        /*
+         * Re-widen only the rows the unit reads: loc at the positives, conf
+         * at the counted rows when their gradient is computed here (sparse
+         * and no dense array).  Known finite: match widened them all.
+         */
+        mbx_image_input in = unit_input(j, i, unit);
+        int32_t *rows = j->row_scratch + (size_t)unit * 2 * (size_t)A;
+        int64_t P = 0, K = 0;
+        mbx_loss_sparse_counts(j->loss, i, &P, &K);
+        const int conf_rows = j->deferred[1] && sp && !j->result->grad_conf;
+        mbx_sparse_grad r = {i * A, j->deferred[0] ? rows : NULL, NULL,
+                             conf_rows ? rows + A : NULL, NULL};
+        mbx_loss_sparse_rows(j->loss, i, &r);
+        if (j->deferred[0])
+            j->ops->load(j, 0, i, r.loc_rows, P, (float *)in.loc);
+        if (conf_rows)
+            j->ops->load(j, 1, i, r.conf_rows, K, (float *)in.conf);
+        mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp);
+    }
 }
 
 static void finish_tail(svc_job *job)

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 
+#include "codec.h"
 #include "multibox/multibox.h"
 #include "pool.h"
 
@@ -42,7 +43,30 @@ typedef struct svc_split_ops {
      * the request body.  Called exactly once, on success or failure,
      * before the connection is resumed; may run on any thread. */
     void (*release)(svc_split_job *j);
+    /*
+     * Only when parse sets j->deferred (NULL otherwise).  load widens
+     * image's rows of input (0 loc, 1 conf) into dst, the image's [A][w]
+     * float32 array: all rows when rows is NULL, else rows[0..n) given as
+     * flat indices image * A + a; returns the index within the image's
+     * values of the first non-finite one, or -1.  load_fail sets the error
+     * of such a value (as a whole-tensor parse would report it) and returns
+     * its code.  Both run on any worker, concurrently.
+     */
+    int64_t (*load)(svc_split_job *j, int input, int64_t image, const int32_t *rows, int64_t n,
+                    float *dst);
+    int (*load_fail)(svc_split_job *j, int input, int64_t image, int64_t index, mbx_detail *d);
 } svc_split_ops;
+
+/*
+ * The whole batch's sparse gradients as the grad units write them: each
+ * image's rows are a slice, in image order, of one array per output.
+ * Owned by the split job until a renderer takes them (svc_split_take_sparse).
+ */
+typedef struct svc_sparse_out {
+    int32_t *loc_rows, *conf_rows;
+    float *loc_values, *conf_values;
+    int64_t num_loc, num_conf;
+} svc_sparse_out;
 
 struct svc_split_job {
     svc_job job; /* first member: the pool's handle */
@@ -54,6 +78,11 @@ struct svc_split_job {
     const mbx_batch *batch;
     mbx_result *result;
     mbx_shape shape;
+    int sparse;       /* 1: sparse gradients asked; the core writes only their rows (j->out) */
+    int deferred[2];  /* loc, conf: not in batch (NULL there); ops->load widens them per image */
+
+    /* Set after the grad phase when sparse: what render sends. */
+    svc_sparse_out out;
 
     /* Private. */
     mbx_loss *loss;
@@ -61,7 +90,17 @@ struct svc_split_job {
     int units;    /* parallel units per phase = loss slots */
     int failed;
     int released;
+    float *scratch;          /* per unit: A * (4 + C) floats of widened inputs */
+    int32_t *row_scratch;    /* per unit: 2 * A rows (phase 2 with deferred inputs) */
+    int64_t *bad;            /* [2][B]: first bad value of each image's deferred inputs, or -1 */
+    mbx_sparse_grad *sp;     /* [B] each image's slice of out */
 };
+
+/* Moves j->out into *dst (zeroing j->out), so the answer owns it; free with svc_sparse_free. */
+void svc_split_take_sparse(svc_split_job *j, svc_sparse_out *dst);
+void svc_sparse_free(svc_sparse_out *s);
+/* j->out as the codec's borrowed view. */
+mbx_sparse_grads svc_sparse_view(const svc_sparse_out *s);
 
 /*
  * HTTP thread, from a handler: runs j on the pool with the connection

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "oip.h"
 #include "test_v2_util.h"
 
 static server srv;
@@ -199,11 +200,11 @@ static void check_golden_v2(const tu_response *r, const json_t *expected, const 
     }
 }
 
-/* Sparse rows/values scattered into zeros equal the dense output exactly. */
-static void check_sparse(const tu_response *r, const char *dense, const char *rows,
-                         const char *values, const char *label)
+/* Sparse rows/values of rs scattered into zeros equal the dense output of rd exactly. */
+static void check_sparse2(const tu_response *rs, const tu_response *rd, const char *dense,
+                          const char *rows, const char *values, const char *label)
 {
-    const tu_tensor *d = tu_find(r, dense), *rw = tu_find(r, rows), *vl = tu_find(r, values);
+    const tu_tensor *d = tu_find(rd, dense), *rw = tu_find(rs, rows), *vl = tu_find(rs, values);
     if (!d || !rw || !vl)
         fail_msg("%s: %s, %s or %s missing", label, dense, rows, values);
     assert_string_equal(rw->datatype, "INT32");
@@ -234,6 +235,13 @@ static void check_sparse(const tu_response *r, const char *dense, const char *ro
     }
     assert_true(nonzero <= rw->count);
     free(s);
+}
+
+/* Sparse rows/values scattered into zeros equal the dense output exactly. */
+static void check_sparse(const tu_response *r, const char *dense, const char *rows,
+                         const char *values, const char *label)
+{
+    check_sparse2(r, r, dense, rows, values, label);
 }
 
 /* The /v1 answer (b64 float32 gradients) equals the /v2 one bit for bit. */
@@ -782,6 +790,179 @@ static void test_half_precision(void **state)
     }
 }
 
+/*
+ * Sparse outputs alone (the server then writes no dense gradient and, for
+ * FP16 / BF16 inputs, widens one image at a time and, in the gradient
+ * phase, only the rows it reads) and dense outputs alone, for FP32, FP16
+ * and BF16 inputs: scattered into zeros, the sparse gradients equal the
+ * dense ones of FP32 inputs holding the same values, bit for bit, and so do
+ * the losses and counts.
+ */
+static void test_sparse_only(void **state)
+{
+    (void)state;
+    /* Batches of 3 on 2 workers: a unit's buffer holds another image when a phase starts. */
+    static const char *const cases[] = {"ssd300_voc_b2", "focal", "tiny",
+                                        "batch_with_empty_image", "per_image_norm_min_negatives"};
+    static const char *const sparse_outs[] = {"loss", "num_positives", "per_image_loss",
+                                              "grad_loc_rows", "grad_loc_values",
+                                              "grad_conf_rows", "grad_conf_values", NULL};
+    static const char *const conf_only[] = {"loss", "grad_conf_rows", "grad_conf_values", NULL};
+    static const char *const dtypes[] = {NULL, "FP16", "BF16"};
+    for (int c = 0; c < 5; c++) {
+        json_t *g = load_golden(cases[c]);
+        const json_t *request = json_object_get(g, "request");
+        for (int h = 0; h < 3; h++) {
+            char label[128];
+            tu_response twin, sp, co, dense;
+            v2_form ft = {.binary_in = 1, .binary_out = 1, .all_outputs = 1,
+                          .round_to = dtypes[h]};
+            v2_form fs = {.binary_in = 1, .binary_out = 1, .loc_dtype = dtypes[h],
+                          .outputs = sparse_outs};
+            v2_form fc = {.binary_in = 1, .binary_out = 1, .loc_dtype = dtypes[h],
+                          .outputs = conf_only};
+            v2_form fd = {.binary_in = 1, .binary_out = 1, .loc_dtype = dtypes[h]};
+            const char *dt = dtypes[h] ? dtypes[h] : "FP32";
+            snprintf(label, sizeof label, "%s FP32 holding %s values", cases[c], dt);
+            post_decode(request, &ft, &twin, label);
+            snprintf(label, sizeof label, "%s %s sparse only", cases[c], dt);
+            post_decode(request, &fs, &sp, label);
+            assert_null(tu_find(&sp, "grad_conf"));
+            check_sparse2(&sp, &twin, "grad_loc", "grad_loc_rows", "grad_loc_values", label);
+            check_sparse2(&sp, &twin, "grad_conf", "grad_conf_rows", "grad_conf_values", label);
+            for (int k = 0; sparse_outs[k]; k++)
+                v2_same_output(&sp, &twin, sparse_outs[k], label);
+            snprintf(label, sizeof label, "%s %s conf sparse only", cases[c], dt);
+            post_decode(request, &fc, &co, label);
+            check_sparse2(&co, &twin, "grad_conf", "grad_conf_rows", "grad_conf_values", label);
+            v2_same_output(&co, &twin, "loss", label);
+            snprintf(label, sizeof label, "%s %s dense only", cases[c], dt);
+            post_decode(request, &fd, &dense, label);
+            static const char *const dense_outs[] = {"loss", "conf_loss", "loc_loss",
+                                                     "per_image_loss", "grad_loc", "grad_conf"};
+            for (int k = 0; k < 6; k++)
+                v2_same_output(&dense, &twin, dense_outs[k], label);
+            tu_response_free(&twin);
+            tu_response_free(&sp);
+            tu_response_free(&co);
+            tu_response_free(&dense);
+        }
+        json_decref(g);
+    }
+}
+
+/* Writes a NaN of datatype dt at element idx of the binary tensor at body + off. */
+static void put_nan(unsigned char *body, size_t off, const char *dt, int64_t idx)
+{
+    if (!strcmp(dt, "FP32")) {
+        static const unsigned char nan32[4] = {0x00, 0x00, 0xc0, 0x7f};
+        memcpy(body + off + 4 * (size_t)idx, nan32, 4);
+    } else if (!strcmp(dt, "FP64")) {
+        static const unsigned char nan64[8] = {0, 0, 0, 0, 0, 0, 0xf8, 0x7f};
+        memcpy(body + off + 8 * (size_t)idx, nan64, 8);
+    } else { /* FP16 0x7e00, BF16 0x7fc0 */
+        body[off + 2 * (size_t)idx] = !strcmp(dt, "FP16") ? 0x00 : 0xc0;
+        body[off + 2 * (size_t)idx + 1] = !strcmp(dt, "FP16") ? 0x7e : 0x7f;
+    }
+}
+
+static size_t dsize(const char *dt)
+{
+    return !strcmp(dt, "FP32") ? 4 : !strcmp(dt, "FP64") ? 8 : 2;
+}
+
+/*
+ * A NaN in loc or conf sent as FP16, BF16 or FP64 (widened image by image
+ * in the server) gets the error the codec's whole-tensor parse gives for
+ * the same body, its reference here: loc is judged before conf whatever
+ * the images, a converted tensor before an FP32 one used in place.
+ */
+static void test_deferred_not_finite(void **state)
+{
+    (void)state;
+    json_t *g = load_golden("ssd300_voc_b2");
+    const json_t *request = json_object_get(g, "request");
+    const json_t *loc = json_object_get(request, "loc"), *conf = json_object_get(request, "conf");
+    size_t nloc, nconf;
+    int64_t shape[4];
+    int rank;
+    free(tu_tensor_values(loc, &nloc, shape, &rank));
+    const int64_t A = shape[1];
+    free(tu_tensor_values(conf, &nconf, shape, &rank));
+    const int64_t C = shape[2];
+    static const struct {
+        const char *loc_dt, *conf_dt;
+        int64_t loc_nan, conf_nan; /* flat element, or -1 */
+        const char *want;          /* "loc" or "conf": which the reference names */
+    } cases[] = {
+        {"FP16", "FP16", -1, 0, "conf"},
+        {"FP16", "FP16", -1, 0, "conf"},
+        {"FP16", "FP16", 0, -1, "loc"},
+        {"BF16", "BF16", 0, -1, "loc"},
+        {"FP64", "FP64", 0, -1, "loc"},
+    };
+    for (size_t k = 0; k < 9; k++) {
+        /* Cases beyond the table: image 1's loc and image 0's conf, in three datatypes,
+         * and an FP32 loc used in place with a NaN plus a bad FP16 conf. */
+        const char *ldt, *cdt, *want;
+        int64_t ln, cn;
+        if (k < 5) {
+            ldt = cases[k].loc_dt, cdt = cases[k].conf_dt, want = cases[k].want;
+            ln = cases[k].loc_nan;
+            cn = cases[k].conf_nan;
+            if (k == 1)
+                cn = A * C + 5 * C + 3; /* image 1 */
+            if (k >= 2)
+                ln = A * 4 + 17 * 4 + 2; /* image 1 */
+        } else if (k < 8) {
+            static const char *const dts[] = {"FP16", "BF16", "FP64"};
+            ldt = cdt = dts[k - 5];
+            ln = A * 4 + 9 * 4 + 1; /* image 1 */
+            cn = 2 * C + 1;          /* image 0 */
+            want = "loc";
+        } else {
+            ldt = "FP32";
+            cdt = "FP16";
+            ln = 3;
+            cn = A * C + 1;
+            want = "conf";
+        }
+        v2_form f = {.binary_in = 1, .binary_out = 1, .loc_dtype = ldt, .conf_dtype = cdt};
+        v2_built b;
+        v2_build(request, &f, &b);
+        const size_t loc_off = b.header_len, conf_off = loc_off + nloc * dsize(ldt);
+        if (ln >= 0)
+            put_nan(b.body.data, loc_off, ldt, ln);
+        if (cn >= 0)
+            put_nan(b.body.data, conf_off, cdt, cn);
+        /* The reference: the codec's plain parse, the body placed as the server places it. */
+        unsigned char *aligned = malloc(b.body.len + 32);
+        const size_t shift = (16 - ((uintptr_t)aligned + b.header_len) % 16) % 16;
+        memcpy(aligned + shift, b.body.data, b.body.len);
+        mbx_oip_request *parsed = NULL;
+        mbx_detail ref = {0, ""};
+        const int rc = mbx_oip_request_parse(aligned + shift, b.body.len, b.header_len, &parsed,
+                                             &ref);
+        mbx_oip_request_free(parsed);
+        free(aligned);
+        char label[96];
+        snprintf(label, sizeof label, "case %zu (loc %s, conf %s)", k, ldt, cdt);
+        /* (case 8: the in-place loc is left to the core's check, so the reference names conf) */
+        assert_int_equal(rc, MBX_E_NOT_FINITE);
+        if (!strstr(ref.message, want))
+            fail_msg("%s: reference \"%s\" does not name %s", label, ref.message, want);
+        v2_resp r;
+        v2_post_built(url(V2_INFER), &b, "application/octet-stream", &r);
+        if (r.status != 422 || strcmp(v2_error_code(&r), "not_finite") != 0 ||
+            strcmp(v2_error_message(&r), ref.message) != 0)
+            fail_msg("%s: %ld %s \"%s\", reference \"%s\"", label, r.status, v2_error_code(&r),
+                     v2_error_message(&r), ref.message);
+        v2_resp_free(&r);
+        tu_free(&b.body);
+    }
+    json_decref(g);
+}
+
 /* ------------------------------------------------------- standard clients */
 
 /* The request tritonclient.http's InferenceServerClient.infer builds: no
@@ -881,6 +1062,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_oip_cases),
         cmocka_unit_test(test_header_errors),
         cmocka_unit_test(test_half_precision),
+        cmocka_unit_test(test_sparse_only),
+        cmocka_unit_test(test_deferred_not_finite),
         cmocka_unit_test(test_tritonclient_shape),
         cmocka_unit_test(test_metrics),
     };

@@ -236,6 +236,8 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
         if (t < 2) {
             if (f->loc_dtype)
                 dt = f->loc_dtype;
+            if (t == 1 && f->conf_dtype)
+                dt = f->conf_dtype;
             for (size_t i = 0; i < n; i++)
                 v[i] = round_half(v[i], f->round_to);
         }
@@ -299,6 +301,11 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
         json_t *outs = json_array();
         for (size_t i = 0; i < sizeof every_output / sizeof every_output[0]; i++)
             json_array_append_new(outs, json_pack("{s:s}", "name", every_output[i]));
+        json_object_set_new(header, "outputs", outs);
+    } else if (f->outputs) {
+        json_t *outs = json_array();
+        for (size_t i = 0; f->outputs[i]; i++)
+            json_array_append_new(outs, json_pack("{s:s}", "name", f->outputs[i]));
         json_object_set_new(header, "outputs", outs);
     }
     json_object_set_new(header, "id", json_string("golden"));

@@ -56,6 +56,8 @@ typedef struct v2_form {
     const char *labels_dtype; /* INT32 (NULL) or INT64 */
     int all_outputs;          /* list every output, sparse ones included (else none: the default) */
     const char *gradient_datatype; /* parameter gradient_datatype, or NULL */
+    const char *conf_dtype;   /* datatype of conf when it differs from loc_dtype, or NULL */
+    const char *const *outputs; /* NULL-terminated output names to ask (without all_outputs) */
 } v2_form;
 
 typedef struct v2_built {
