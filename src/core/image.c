@@ -256,10 +256,14 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const floa
     for (int64_t i = 0; i < n; i++) {
         const int64_t a = rows[i];
         if (i + PREFETCH_AHEAD < n) {
-            const float *ahead = conf + (int64_t)rows[i + PREFETCH_AHEAD] * C;
+            const int64_t ra = rows[i + PREFETCH_AHEAD];
+            const float *ahead = conf + ra * C;
             for (int64_t off = 0; off < C; off += 16)
                 __builtin_prefetch(ahead + off);
             __builtin_prefetch(ahead + C - 1);
+            /* The gradient rows were zeroed past the caches: fetch them for writing. */
+            if (res->grad_conf)
+                prefetch_row(res->grad_conf + (image * A + ra) * C, C);
         }
         const int64_t target =
             role[a] == MBX_ROLE_POSITIVE ? t->labels[match[a]] : cfg->background_label;
