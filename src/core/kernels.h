@@ -70,21 +70,18 @@ static inline int64_t mbx_super_count(int64_t apad)
     return (mbx_block_count(apad) / MBX_SUPER_BLOCK + 3) / 4 * 4;
 }
 
-/* 64-bit words per block of the GT lists of mbx_iou_work for n GT boxes. */
-static inline int64_t mbx_gt_words(int64_t n)
-{
-    return (n + 63) / 64;
-}
-
 /*
  * Working space of the IoU passes (one slot's scratch; nbv =
- * mbx_block_count(apad), G the context's max_boxes):
- *   bits[nbv * mbx_gt_words(G)]: for each block, the set of GTs (one bit
- *     each) whose IoU with one of its anchors may reach neg_overlap;
+ * mbx_block_count(apad)):
+ *   touched[nbv]: 1 for the blocks where some GT's IoU may reach neg_overlap;
+ *   best[apad], best_gt[apad]: in those blocks, each anchor's largest IoU
+ *     reaching neg_overlap (else 0) and the index of its first GT;
  *   cand[nbv], cub[nbv]: one GT's candidate blocks and their IoU bounds.
  */
 typedef struct mbx_iou_work {
-    uint64_t *bits;
+    uint8_t *touched;
+    double *best;
+    int64_t *best_gt;
     int32_t *cand;
     double *cub;
 } mbx_iou_work;

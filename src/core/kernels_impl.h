@@ -470,20 +470,20 @@ KATTR static double KFN(row)(const mbx_kparams *kp, const float *z, int64_t targ
  * doubles and every IoU is computed as torchvision's box_iou:
  * w = max(min(x2) - max(x1), 0), likewise h, inter = w h, union = (area_gt +
  * area_anchor) - inter, iou = inter / union.  Rounding is monotonic, so
- * an anchor's computed inter is at most the same computation over its
- * block's bounding box (I), and at most either box's computed area; the
- * bounds (block_bound) and the IoUs they bound are each within a few
- * roundings (< 2^-50 relative) of the real expressions.  A value v is
- * therefore "out of reach" of a target t only when v < t (1 - 2^-40):
- * comfortably beyond any rounding, so nothing that can reach t (ties
- * included) is ever skipped.
+ * an anchor's computed inter is at most the same computation over the
+ * bounding box of its block or superblock (I), and at most either box's
+ * computed area; the bounds (group_bound) and the IoUs they bound are each
+ * within a few roundings (< 2^-50 relative) of the real expressions.  A
+ * bound v is therefore "out of reach" of a target t only when
+ * v < t (1 - 2^-40): comfortably beyond any rounding, so no block holding
+ * an IoU that reaches t (ties included) is ever skipped.
  */
 #ifndef MBX_IOU_SLACK
 #define MBX_IOU_SLACK (1.0 - 0x1p-40)
 #endif
 
 /*
- * The anchor columns, the block arrays and one GT box in registers: stores
+ * The anchor columns, the group bounds and one GT box in registers: stores
  * through the outputs could alias the structs, so the loops below read them
  * once, here.
  */
@@ -556,11 +556,10 @@ KINL void KFN(group_bound)(const KFN(iou_ctx) *c, const mbx_bound_cols *g, int64
  * box meets whose IoU bound is in reach of lo but not of hi (hi > 1
  * includes them all: no bound reaches above 1 by the slack), their bounds
  * to cub[], and returns their number.  Only the blocks of superblocks whose
- * bound reaches lo are looked at.  With bits, also adds GT g to the list
- * (bits, `words` words per block) of each of those blocks.
+ * bound reaches lo are looked at.
  */
 KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double hi,
-                          uint64_t *bits, int64_t words, int64_t g, int32_t *cand, double *cub)
+                          int32_t *cand, double *cub)
 {
     /* The bounds against lo and hi without dividing (the slack covers the roundings). */
     const v4df vlo = vset1d(lo * MBX_IOU_SLACK);
@@ -585,13 +584,10 @@ KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double 
                 if (!KANY4(hit))
                     continue;
                 const v4df ub = num / den;
-                for (int l = 0; l < 4; l++) {
-                    if (!hit[l])
-                        continue;
+                for (int l = 0; l < 4; l++) { /* nc <= blk + l: within the arrays */
                     cand[nc] = (int32_t)(blk + l);
-                    cub[nc++] = ub[l];
-                    if (bits)
-                        bits[(blk + l) * words + (g >> 6)] |= (uint64_t)1 << (g & 63);
+                    cub[nc] = ub[l];
+                    nc -= hit[l]; /* lanes are 0 or -1 */
                 }
             }
         }
@@ -600,10 +596,10 @@ KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double 
 }
 
 /*
- * Folds the free anchors (taken NULL, or taken[a] == 0) of
- * block blk into (*best, *arg), the largest IoU with the GT so far and the
- * lowest anchor reaching it: a larger IoU, or an equal one at a lower
- * anchor, replaces them.  Lanes that cannot reach *best are not divided
+ * Folds the free anchors (taken NULL, or taken[a] == 0) of block blk into
+ * (*best, *arg), the largest IoU with the GT so far and the lowest anchor
+ * reaching it: a larger IoU, or an equal one at a lower anchor, replaces
+ * them.  Lanes that cannot reach *best are not divided
  * (inter >= best union (1 - 2^-50) holds for every lane with
  * fl(inter / union) >= best).
  */
@@ -674,38 +670,72 @@ KINL void KFN(gt_search)(const KFN(iou_ctx) *c, const uint8_t *taken, int32_t *c
 }
 
 /*
- * One GT's best (free) anchor folded into (*best, *arg), exactly: first
- * over the blocks whose bound reaches t0 (few, when t0 is near the GT's
- * best), listing GT g in their bits when bits is given; then, only when
- * the best is still below t0, over the other blocks whose bound reaches
- * it.  Every block holding an anchor that reaches the final best is
- * searched, so the result is the best over all anchors, whatever t0.
+ * Completes (*best, *arg) over the blocks not yet searched, exactly, after
+ * the blocks whose bound reaches t0 were: nothing to do when the best
+ * reaches t0 (the other blocks' anchors are below it), else the other
+ * blocks whose bound reaches the best, largest bound first.
  */
-KINL void KFN(gt_best)(const KFN(iou_ctx) *c, int64_t nsv, double t0, const uint8_t *taken,
-                       uint64_t *bits, int64_t words, int64_t g, const mbx_iou_work *ws,
-                       double *best, int64_t *arg)
+KINL void KFN(gt_rest)(const KFN(iou_ctx) *c, int64_t nsv, double t0, const uint8_t *taken,
+                       const mbx_iou_work *ws, double *best, int64_t *arg)
 {
-    int64_t nc = KFN(gt_scan)(c, nsv, t0, 2.0, bits, words, g, ws->cand, ws->cub);
+    if (*best >= t0)
+        return;
+    const int64_t nc = KFN(gt_scan)(c, nsv, *best, t0, ws->cand, ws->cub);
     KFN(gt_search)(c, taken, ws->cand, ws->cub, nc, best, arg);
-    if (*best < t0) { /* the other blocks' anchors are below t0: they may reach best */
-        nc = KFN(gt_scan)(c, nsv, *best, t0, NULL, 0, 0, ws->cand, ws->cub);
-        KFN(gt_search)(c, taken, ws->cand, ws->cub, nc, best, arg);
+}
+
+/*
+ * Block blk for GT index gidx in the image pass's step 1: each anchor's
+ * (best[], best_gt[]) takes the GT's IoU where it reaches floor and beats
+ * the anchor's best (strictly: GTs come in increasing order, so the first
+ * reaching the maximum stays), and the GT's (*gbest, *garg) folds the
+ * block as block_best.  Only lanes that may reach floor or *gbest are
+ * divided (see block_best).
+ */
+KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di gidx,
+                          double *best, int64_t *best_gt, double *gbest, int64_t *garg)
+{
+    const v4df shrink = vset1d(1.0 - 0x1p-50);
+    const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+    for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+        const int64_t a = a0 + 4 * v;
+        v4df inter, uni;
+        KFN(inter4_all)(c, a, &inter, &uni);
+        const v4di pos = inter > vset1d(0.0);
+        const v4df us = uni * shrink;
+        const v4di need_a = pos & (inter >= vfloor * us);
+        const v4di need_g = pos & (inter >= vset1d(*gbest) * us);
+        if (!KANY4(need_a | need_g))
+            continue;
+        const v4df iou = inter / uni;
+        if (KANY4(need_a)) {
+            const v4df b = vloadd(best + a);
+            const v4di up = need_a & (iou > b);
+            vstored(best + a, vblendd(up, iou, b));
+            vstorel(best_gt + a, vblendl(up, gidx, vloadl(best_gt + a)));
+        }
+        if (KANY4(need_g))
+            for (int l = 0; l < 4; l++)
+                if (need_g[l] && (iou[l] > *gbest || (iou[l] == *gbest && a + l < *garg))) {
+                    *gbest = iou[l];
+                    *garg = a + l;
+                }
     }
 }
 
 /*
  * The image pass, in two steps.
- *  1. GT by GT (gt_best): each GT's best anchor, searching only the blocks
- *     whose IoU bound can reach its best so far, and the list of
- *     GTs per block whose bound reaches neg (the floor: an anchor's best IoU
- *     below it changes nothing, as neg <= thr).
- *  2. Anchors outside, a block of MBX_ANCHOR_BLOCK at a time, so the anchor
- *     columns stream once per image: each anchor's best IoU and its GT start
- *     at (0, gts[0].index) in registers, the block's listed GTs (increasing,
- *     so ties keep the first) update them where the IoU reaches the floor,
- *     and the block is classified at once (threshold step and ignore band);
- *     then, with rp, the block's rows of conf and loc are processed
- *     (rows_block), so the image's reads stream while the IoUs compute.
+ *  1. GT by GT: the blocks whose IoU bound reaches the floor (neg: an
+ *     anchor's best IoU below it changes nothing, as neg <= thr) get the
+ *     GT's IoUs, folded into each anchor's best and its first GT (ws->best,
+ *     best_gt, kept only for the touched blocks) and into the GT's best
+ *     anchor; when that best is below the floor, the other blocks whose
+ *     bound can reach it are searched too (gt_rest).
+ *  2. Anchors outside, a block of MBX_ANCHOR_BLOCK at a time: each anchor's
+ *     best IoU and its GT (0 and gts[0].index where untouched) are
+ *     classified at once (threshold step and ignore band); then, with rp,
+ *     the block's rows of conf and loc are processed (rows_block), so the
+ *     image's reads stream while the roles are decided.
  */
 /*
  * The per-row work of the image pass for anchors [a0, a1), whose roles are
@@ -773,56 +803,50 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
     const v4df vthr = vset1d(thr), vneg = vset1d(neg);
     const int64_t count = an->count;
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
-    const int64_t words = mbx_gt_words(n);
     v4di npos = vset1l(0), nelig = vset1l(0);
+    const v4di first = vset1l(n > 0 ? gts[0].index : -1);
 
-    /* Step 1: each GT's best anchor and the blocks' GT lists. */
-    uint64_t *const bits = n > 0 ? ws->bits : NULL;
+    /* Step 1: the anchors' best GTs where they reach the floor, and each GT's best anchor. */
+    uint8_t *const touched = n > 0 ? ws->touched : NULL;
+    double *const best = n > 0 ? ws->best : NULL;
+    int64_t *const best_gt = n > 0 ? ws->best_gt : NULL;
     if (n > 0) {
         const int64_t nsv = mbx_super_count(an->apad);
-        memset(bits, 0, (size_t)(nblk * words) * sizeof *bits);
+        const v4df vfloor = vset1d(floor);
+        memset(touched, 0, (size_t)nblk);
         for (int64_t g = 0; g < n; g++) {
             KFN(iou_ctx) c;
             KFN(iou_ctx_init)(&c, an, &gts[g]);
-            double best = 0.0;
-            int64_t arg = 0;
-            KFN(gt_best)(&c, nsv, floor, NULL, bits, words, g, ws, &best, &arg);
-            gt_value[g] = best;
-            gt_arg[g] = arg;
+            const v4di gidx = vset1l(gts[g].index);
+            const int64_t nc = KFN(gt_scan)(&c, nsv, floor, 2.0, ws->cand, ws->cub);
+            double gbest = 0.0;
+            int64_t garg = 0;
+            for (int64_t i = 0; i < nc; i++) {
+                const int64_t blk = ws->cand[i];
+                if (!touched[blk]) {
+                    touched[blk] = 1;
+                    for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+                        vstored(best + blk * MBX_ANCHOR_BLOCK + 4 * v, vset1d(0.0));
+                        vstorel(best_gt + blk * MBX_ANCHOR_BLOCK + 4 * v, first);
+                    }
+                }
+                KFN(block_both)(&c, blk, vfloor, gidx, best, best_gt, &gbest, &garg);
+            }
+            KFN(gt_rest)(&c, nsv, floor, NULL, ws, &gbest, &garg);
+            gt_value[g] = gbest;
+            gt_arg[g] = garg;
         }
     }
 
-    /* Step 2: the anchors' best GTs, block by block, with the threshold step. */
-    const v4df vfloor = vset1d(floor);
-    const v4df shrink = vset1d(1.0 - 0x1p-50);
-    const v4di first = vset1l(n > 0 ? gts[0].index : -1);
+    /* Step 2: block by block, the threshold step and the rows' work. */
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
         v4df b[MBX_ANCHOR_BLOCK / 4];
         v4di bg[MBX_ANCHOR_BLOCK / 4];
+        const int t = touched && touched[blk];
         for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
-            b[v] = vset1d(0.0);
-            bg[v] = first;
-        }
-        for (int64_t wd = 0; wd < words; wd++) {
-            for (uint64_t set = bits[blk * words + wd]; set; set &= set - 1) {
-                const int64_t g = 64 * wd + __builtin_ctzll(set);
-                KFN(iou_ctx) c;
-                KFN(iou_ctx_init)(&c, an, &gts[g]);
-                const v4di gidx = vset1l(gts[g].index);
-                for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
-                    v4df inter, uni;
-                    KFN(inter4_all)(&c, a0 + 4 * v, &inter, &uni);
-                    /* The division only where the IoU may reach the floor (see block_best). */
-                    const v4di need = (inter > vset1d(0.0)) & (inter >= vfloor * uni * shrink);
-                    if (!KANY4(need))
-                        continue;
-                    const v4df iou = vblendd(need, inter / uni, vset1d(-1.0));
-                    const v4di up = iou > b[v]; /* strict: each anchor keeps its first GT */
-                    b[v] = vblendd(up, iou, b[v]);
-                    bg[v] = vblendl(up, gidx, bg[v]);
-                }
-            }
+            b[v] = t ? vloadd(best + a0 + 4 * v) : vset1d(0.0);
+            bg[v] = t ? vloadl(best_gt + a0 + 4 * v) : first;
         }
         /* Threshold step and ignore band; the bipartite step overrides later. */
         for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
@@ -884,7 +908,10 @@ KATTR static void KFN(best_anchor)(const mbx_anchor_cols *an, const mbx_gt_box *
     KFN(iou_ctx_init)(&c, an, gt);
     double best = 0.0;
     int64_t a = free0;
-    KFN(gt_best)(&c, mbx_super_count(an->apad), hint, taken, NULL, 0, 0, ws, &best, &a);
+    const int64_t nsv = mbx_super_count(an->apad);
+    const int64_t nc = KFN(gt_scan)(&c, nsv, hint, 2.0, ws->cand, ws->cub);
+    KFN(gt_search)(&c, taken, ws->cand, ws->cub, nc, &best, &a);
+    KFN(gt_rest)(&c, nsv, hint, taken, ws, &best, &a);
     *value = best;
     *arg = a;
 }

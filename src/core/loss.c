@@ -36,7 +36,7 @@ static size_t place(layout *l, int64_t count, size_t elem)
 /* Offsets of everything mbx_loss_new() carves; the same function sizes and assigns. */
 typedef struct offsets {
     size_t ax1, ay1, ax2, ay2, aarea, blocks[6], supers[6], loaded, match, role, images, slots;
-    size_t bits, cand, cub, taken, gt_value, gt_arg, gt_done, gts;
+    size_t touched, best, best_gt, cand, cub, taken, gt_value, gt_arg, gt_done, gts;
     size_t rank, values, aux, scratch, candidates, rows, pending;
     size_t slot_size, first_slot;
 } offsets;
@@ -64,10 +64,10 @@ static int plan(const mbx_shape *s, int64_t apad, offsets *o, size_t *total)
     o->slots = place(&l, s->num_slots, sizeof(mbx_slot));
     /* One slot's scratch, relative to the slot's base. */
     layout ls = {0, 0};
-    /* The IoU passes' block GT lists and one GT's candidate blocks (mbx_iou_work). */
-    if (mbx_gt_words(G) > INT64_MAX / nbv)
-        return MBX_E_SHAPE_OVERFLOW;
-    o->bits = place(&ls, nbv * mbx_gt_words(G), sizeof(uint64_t));
+    /* The IoU passes' working space (mbx_iou_work). */
+    o->touched = place(&ls, nbv, sizeof(uint8_t));
+    o->best = place(&ls, apad, sizeof(double));
+    o->best_gt = place(&ls, apad, sizeof(int64_t));
     o->cand = place(&ls, nbv, sizeof(int32_t));
     o->cub = place(&ls, nbv, sizeof(double));
     o->taken = place(&ls, A, sizeof(uint8_t));
@@ -160,7 +160,9 @@ int mbx_loss_new(mbx_loss **out, const mbx_config *cfg, const mbx_shape *shape, 
     unsigned char *sb = base + o.first_slot;
     for (int s = 0; s < shape->num_slots; s++, sb += o.slot_size) {
         mbx_slot *sl = &ctx->slots[s];
-        sl->match.iou.bits = (uint64_t *)(sb + o.bits);
+        sl->match.iou.touched = sb + o.touched;
+        sl->match.iou.best = (double *)(sb + o.best);
+        sl->match.iou.best_gt = (int64_t *)(sb + o.best_gt);
         sl->match.iou.cand = (int32_t *)(sb + o.cand);
         sl->match.iou.cub = (double *)(sb + o.cub);
         sl->match.taken = sb + o.taken;
