@@ -671,17 +671,24 @@ KINL void KFN(gt_search)(const KFN(iou_ctx) *c, const uint8_t *taken, int32_t *c
 
 /*
  * Completes (*best, *arg) over the blocks not yet searched, exactly, after
- * the blocks whose bound reaches t0 were: nothing to do when the best
- * reaches t0 (the other blocks' anchors are below it), else the other
- * blocks whose bound reaches the best, largest bound first.
+ * the blocks whose bound reaches t0 were: while the best is below the
+ * bounds searched so far, the blocks whose bound is in [lo, hi), hi the
+ * last lo, largest bound first, with lo a quarter of hi (few blocks at a
+ * time) or, once that is at or below the best (or tiny), the best itself.
+ * Blocks left out have bounds below lo <= best: out of reach.
  */
 KINL void KFN(gt_rest)(const KFN(iou_ctx) *c, int64_t nsv, double t0, const uint8_t *taken,
                        const mbx_iou_work *ws, double *best, int64_t *arg)
 {
-    if (*best >= t0)
-        return;
-    const int64_t nc = KFN(gt_scan)(c, nsv, *best, t0, ws->cand, ws->cub);
-    KFN(gt_search)(c, taken, ws->cand, ws->cub, nc, best, arg);
+    double hi = t0;
+    while (*best < hi) {
+        double lo = 0.25 * hi;
+        if (lo <= *best || lo < 0x1p-10)
+            lo = *best;
+        const int64_t nc = KFN(gt_scan)(c, nsv, lo, hi, ws->cand, ws->cub);
+        KFN(gt_search)(c, taken, ws->cand, ws->cub, nc, best, arg);
+        hi = lo;
+    }
 }
 
 /*
