@@ -332,10 +332,8 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *
                                 .x2 = ctx->ax2,
                                 .y2 = ctx->ay2,
                                 .area = ctx->aarea,
-                                .bx1 = ctx->bx1,
-                                .by1 = ctx->by1,
-                                .bx2 = ctx->bx2,
-                                .by2 = ctx->by2};
+                                .blocks = ctx->blocks,
+                                .supers = ctx->supers};
     /*
      * The image pass: matching, and as the roles of each block of anchors
      * become known its rows' work (mbx_rows_pass): conf and loc checked,

@@ -92,7 +92,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
     k->row = row_generic;
     k->finite = finite_generic;
     k->iou_all = iou_all_generic;
-    k->iou_row = iou_row_generic;
+    k->best_anchor = best_anchor_generic;
     k->partition2 = partition2_generic;
     k->exp_array = exp_array_generic;
     k->log1p_array = log1p_array_generic;
@@ -107,7 +107,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
             k->row = row_v3;
             k->finite = finite_v3;
             k->iou_all = iou_all_v3;
-            k->iou_row = iou_row_v3;
+            k->best_anchor = best_anchor_v3;
             k->partition2 = partition2_v3;
             k->exp_array = exp_array_v3;
             k->log1p_array = log1p_array_v3;

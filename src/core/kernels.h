@@ -31,17 +31,60 @@ typedef struct mbx_kparams {
 #define MBX_FLOOR_CONF_OK 1
 #define MBX_FLOOR_LOC_OK 2
 
+#define MBX_SUPER_BLOCK 16 /* blocks per superblock */
+
+/*
+ * Bounds of groups of anchors as columns: the bounding box of the group's
+ * anchors and the range of their areas.  A GT box that does not overlap a
+ * group's box has IoU 0 with all of its anchors.
+ */
+typedef struct mbx_bound_cols {
+    double *x1, *y1, *x2, *y2, *amin, *amax;
+} mbx_bound_cols;
+
 /*
  * Anchors as double-precision xyxy columns, padded to apad (a multiple of
- * MBX_ANCHOR_BLOCK) with zero boxes (IoU 0 with anything), and the bounding
- * box of each block of MBX_ANCHOR_BLOCK anchors (padding excluded): a GT box
- * that does not overlap a block's bounds has IoU 0 with all of its anchors.
+ * MBX_ANCHOR_BLOCK) with zero boxes (IoU 0 with anything), and the bounds
+ * (padding excluded) of each block of MBX_ANCHOR_BLOCK anchors and of each
+ * superblock of MBX_SUPER_BLOCK blocks.  The block columns have
+ * mbx_block_count(apad) entries (a multiple of MBX_SUPER_BLOCK), the
+ * superblock columns mbx_super_count(apad) (a multiple of 4), so both read
+ * four at a time; groups without anchors are zero boxes with zero areas,
+ * which no GT box meets.  The kernels only read them.
  */
 typedef struct mbx_anchor_cols {
     int64_t count, apad;
     const double *x1, *y1, *x2, *y2, *area;
-    const double *bx1, *by1, *bx2, *by2; /* [apad / MBX_ANCHOR_BLOCK] */
+    mbx_bound_cols blocks, supers;
 } mbx_anchor_cols;
+
+/* Entries of the block columns for apad anchors. */
+static inline int64_t mbx_block_count(int64_t apad)
+{
+    return (apad / MBX_ANCHOR_BLOCK + MBX_SUPER_BLOCK - 1) / MBX_SUPER_BLOCK * MBX_SUPER_BLOCK;
+}
+
+/* Entries of the superblock columns for apad anchors. */
+static inline int64_t mbx_super_count(int64_t apad)
+{
+    return (mbx_block_count(apad) / MBX_SUPER_BLOCK + 3) / 4 * 4;
+}
+
+/*
+ * Working space of the IoU passes (one slot's scratch; nbv =
+ * mbx_block_count(apad)):
+ *   touched[nbv]: 1 for the blocks where some GT's IoU may reach neg_overlap;
+ *   best[apad], best_gt[apad]: in those blocks, each anchor's largest IoU
+ *     reaching neg_overlap (else 0) and the index of its first GT;
+ *   cand[nbv], cub[nbv]: one GT's candidate blocks and their IoU bounds.
+ */
+typedef struct mbx_iou_work {
+    uint8_t *touched;
+    double *best;
+    int64_t *best_gt;
+    int32_t *cand;
+    double *cub;
+} mbx_iou_work;
 
 /* One GT box as double-precision xyxy with its area and index in the image's list. */
 typedef struct mbx_gt_box {
@@ -97,19 +140,28 @@ typedef struct mbx_kernels {
      * as torchvision's box_iou in double, and the threshold step and ignore
      * band: for a < an->count, match[a] = the first GT reaching the anchor's
      * largest IoU and role POSITIVE where that IoU >= thr, else match -1
-     * and role IGNORED (IoU >= neg) or NONE (all NONE when n is 0).
-     * gt_value[g] and gt_arg[g] get each GT's largest IoU and the lowest
-     * anchor reaching it (anchor 0 when the GT overlaps none).  Returns the
-     * number of positives and sets *eligible to the number of NONE roles.
-     * lane[8 n] is working space.  With rp, also the rows' work of
-     * mbx_rows_pass, block by block as the roles become known.
+     * and role IGNORED (IoU >= neg) or NONE (all NONE when n is 0); needs
+     * 0 < neg <= thr.  gt_value[g] and gt_arg[g] get each GT's largest IoU
+     * and the lowest anchor reaching it (anchor 0 when the GT overlaps
+     * none).  Returns the number of positives and sets *eligible to the
+     * number of NONE roles.  ws is working space (unused when n is 0).
+     * With rp, also the rows' work of mbx_rows_pass, block by block as the
+     * roles become known.
      */
     int64_t (*iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *an, const mbx_gt_box *gts,
-                       int64_t n, double thr, double neg, double *lane, double *gt_value,
-                       int64_t *gt_arg, int32_t *match, uint8_t *role, int64_t *eligible,
-                       mbx_rows_pass *rp);
-    /* row[a] = IoU of gt with anchor a, for a < apad (same values as iou_all). */
-    void (*iou_row)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *row);
+                       int64_t n, double thr, double neg, const mbx_iou_work *ws,
+                       double *gt_value, int64_t *gt_arg, int32_t *match, uint8_t *role,
+                       int64_t *eligible, mbx_rows_pass *rp);
+    /*
+     * The best free anchor of one GT: *value = the largest IoU (as iou_all)
+     * of gt with the anchors a < an->count that are free (taken NULL, or
+     * taken[a] == 0), *arg the lowest free anchor reaching it; value 0 and
+     * the lowest free anchor when the GT overlaps no free anchor, -1 and -1
+     * when none is free.  hint only steers the search (fastest near the
+     * result).  ws->cand and ws->cub are working space.
+     */
+    void (*best_anchor)(const mbx_anchor_cols *an, const mbx_gt_box *gt, const uint8_t *taken,
+                        double hint, const mbx_iou_work *ws, double *value, int64_t *arg);
     /*
      * hi[] gets the indices a < A with v[a] >= top, lo[] those with bottom <=
      * v[a] < top, both increasing; *nhi and *nlo their counts.

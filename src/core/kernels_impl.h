@@ -606,12 +606,30 @@ KATTR static double KFN(row)(const mbx_kparams *kp, const float *z, int64_t targ
 /* ------------------------------------------------------------------- IoU */
 
 /*
- * The anchor columns and one GT box in registers: stores through best[]
- * could alias the structs, so the loops below read them once, here.
+ * Exactness of the pruning below.  The anchors' and GTs' coordinates are
+ * doubles and every IoU is computed as torchvision's box_iou:
+ * w = max(min(x2) - max(x1), 0), likewise h, inter = w h, union = (area_gt +
+ * area_anchor) - inter, iou = inter / union.  Rounding is monotonic, so
+ * an anchor's computed inter is at most the same computation over the
+ * bounding box of its block or superblock (I), and at most either box's
+ * computed area; the bounds (group_bound) and the IoUs they bound are each
+ * within a few roundings (< 2^-50 relative) of the real expressions.  A
+ * bound v is therefore "out of reach" of a target t only when
+ * v < t (1 - 2^-40): comfortably beyond any rounding, so no block holding
+ * an IoU that reaches t (ties included) is ever skipped.
+ */
+#ifndef MBX_IOU_SLACK
+#define MBX_IOU_SLACK (1.0 - 0x1p-40)
+#endif
+
+/*
+ * The anchor columns, the group bounds and one GT box in registers: stores
+ * through the outputs could alias the structs, so the loops below read them
+ * once, here.
  */
 typedef struct KFN(iou_ctx) {
-    const double *x1, *y1, *x2, *y2, *area, *bx1, *by1, *bx2, *by2;
-    double gx1, gy1, gx2, gy2;
+    const double *x1, *y1, *x2, *y2, *area;
+    mbx_bound_cols blocks, supers;
     v4df vx1, vy1, vx2, vy2, varea;
 } KFN(iou_ctx);
 
@@ -622,14 +640,8 @@ KINL void KFN(iou_ctx_init)(KFN(iou_ctx) *c, const mbx_anchor_cols *an, const mb
     c->x2 = an->x2;
     c->y2 = an->y2;
     c->area = an->area;
-    c->bx1 = an->bx1;
-    c->by1 = an->by1;
-    c->bx2 = an->bx2;
-    c->by2 = an->by2;
-    c->gx1 = gt->x1;
-    c->gy1 = gt->y1;
-    c->gx2 = gt->x2;
-    c->gy2 = gt->y2;
+    c->blocks = an->blocks;
+    c->supers = an->supers;
     c->vx1 = vset1d(gt->x1);
     c->vy1 = vset1d(gt->y1);
     c->vx2 = vset1d(gt->x2);
@@ -638,25 +650,10 @@ KINL void KFN(iou_ctx_init)(KFN(iou_ctx) *c, const mbx_anchor_cols *an, const mb
 }
 
 /*
- * Intersection and union of 4 anchors with one GT as torchvision's box_iou:
- * wh = clamp(rb - lt, 0), inter = w h, union = area_gt + area_anchor - inter.
- * Returns 0 (and leaves the outputs) when no lane intersects.
+ * Intersection and union of 4 anchors from a with the GT as torchvision's
+ * box_iou: wh = clamp(rb - lt, 0), inter = w h, union = area_gt +
+ * area_anchor - inter.
  */
-KINL int KFN(inter4)(const KFN(iou_ctx) *c, int64_t a, v4df *inter, v4df *uni)
-{
-    v4df w = vmind(vloadd(c->x2 + a), c->vx2) - vmaxd(vloadd(c->x1 + a), c->vx1);
-    v4df h = vmind(vloadd(c->y2 + a), c->vy2) - vmaxd(vloadd(c->y1 + a), c->vy1);
-    w = vmaxd(w, vset1d(0.0));
-    h = vmaxd(h, vset1d(0.0));
-    const v4df in = w * h;
-    if (!KANY4(in > vset1d(0.0)))
-        return 0;
-    *inter = in;
-    *uni = (c->varea + vloadd(c->area + a)) - in;
-    return 1;
-}
-
-/* inter4 without the early exit (one branch less where most lanes intersect). */
 KINL void KFN(inter4_all)(const KFN(iou_ctx) *c, int64_t a, v4df *inter, v4df *uni)
 {
     v4df w = vmind(vloadd(c->x2 + a), c->vx2) - vmaxd(vloadd(c->x1 + a), c->vx1);
@@ -668,36 +665,224 @@ KINL void KFN(inter4_all)(const KFN(iou_ctx) *c, int64_t a, v4df *inter, v4df *u
 }
 
 /*
- * IoU of 4 anchors with one GT as torchvision's box_iou: wh = clamp(rb - lt, 0),
- * inter = w h, union = area_gt + area_anchor - inter, iou = inter / union.
- * Returns 0 without computing the IoU when no lane intersects (all IoUs 0).
+ * For the 4 groups of anchors from k of g (blocks or superblocks): *meets
+ * = the GT's box overlaps the group's bounds with a positive area (no
+ * anchor of the others intersects it), and an upper bound of the GT's IoU
+ * with any anchor of the group as the quotient *num / *den.  With I the
+ * overlap of the GT and the bounds, an anchor of area s has inter <= m =
+ * min(I, s, area_gt) and so IoU <= m / (area_gt + s - m), which grows with
+ * s up to s = min(I, area_gt) and falls beyond: its largest value over the
+ * group's areas [amin, amax] is at s = that point clamped to the range.
+ * den >= area_gt > 0.  A superblock's bound is at least its blocks'.
  */
-KINL int KFN(iou4)(const KFN(iou_ctx) *c, int64_t a, v4df *iou)
+KINL void KFN(group_bound)(const KFN(iou_ctx) *c, const mbx_bound_cols *g, int64_t k,
+                           v4di *meets, v4df *num, v4df *den)
 {
-    v4df inter, uni;
-    if (!KFN(inter4)(c, a, &inter, &uni))
-        return 0;
-    *iou = inter / uni;
-    return 1;
-}
-
-/* 1 when the GT cannot overlap any anchor of block blk (disjoint from its bounds). */
-KINL int KFN(block_misses)(const KFN(iou_ctx) *c, int64_t blk)
-{
-    return c->bx2[blk] <= c->gx1 || c->bx1[blk] >= c->gx2 || c->by2[blk] <= c->gy1 ||
-           c->by1[blk] >= c->gy2;
+    v4df w = vmind(vloadd(g->x2 + k), c->vx2) - vmaxd(vloadd(g->x1 + k), c->vx1);
+    v4df h = vmind(vloadd(g->y2 + k), c->vy2) - vmaxd(vloadd(g->y1 + k), c->vy1);
+    w = vmaxd(w, vset1d(0.0));
+    h = vmaxd(h, vset1d(0.0));
+    const v4df I = w * h;
+    *meets = I > vset1d(0.0);
+    const v4df c0 = vmind(I, c->varea);
+    const v4df s = vmind(vmaxd(c0, vloadd(g->amin + k)), vloadd(g->amax + k));
+    const v4df m = vmind(c0, s);
+    *num = m;
+    *den = (c->varea + s) - m;
 }
 
 /*
- * The image pass: every GT against every anchor, anchors outside and GTs
- * inside, so the anchor columns stream once per image (not once per GT):
- * for each block of MBX_ANCHOR_BLOCK anchors, each anchor's best IoU and its
- * GT start at (0, gts[0].index) in registers, each GT whose box meets the
- * block's bounds updates them, and the block is classified at once
- * (threshold step and ignore band); then, with rp, the block's rows of conf
- * and loc are processed (rows_block), so the image's reads stream while the
- * IoUs compute.  lane[] (8 x n doubles of caller
- * scratch) keeps each GT's per-lane maximum and its anchor.
+ * One GT's pass over the anchors' groups: writes to cand[] the blocks its
+ * box meets whose IoU bound is in reach of lo but not of hi (hi > 1
+ * includes them all: no bound reaches above 1 by the slack), their bounds
+ * to cub[], and returns their number.  Only the blocks of superblocks whose
+ * bound reaches lo are looked at.
+ */
+KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double hi,
+                          int32_t *cand, double *cub)
+{
+    /* The bounds against lo and hi without dividing (the slack covers the roundings). */
+    const v4df vlo = vset1d(lo * MBX_IOU_SLACK);
+    const v4df vhi = vset1d(hi > 1.0 ? 2.0 : hi * MBX_IOU_SLACK);
+    int64_t nc = 0;
+    for (int64_t sb = 0; sb < nsv; sb += 4) {
+        v4di smeets;
+        v4df snum, sden;
+        KFN(group_bound)(c, &c->supers, sb, &smeets, &snum, &sden);
+        const v4di shit = smeets & (snum >= vlo * sden);
+        if (!KANY4(shit))
+            continue;
+        for (int sl = 0; sl < 4; sl++) {
+            if (!shit[sl])
+                continue;
+            const int64_t b0 = (sb + sl) * MBX_SUPER_BLOCK;
+            for (int64_t blk = b0; blk < b0 + MBX_SUPER_BLOCK; blk += 4) {
+                v4di meets;
+                v4df num, den;
+                KFN(group_bound)(c, &c->blocks, blk, &meets, &num, &den);
+                const v4di hit = meets & (num >= vlo * den) & (num < vhi * den);
+                if (!KANY4(hit))
+                    continue;
+                const v4df ub = num / den;
+                for (int l = 0; l < 4; l++) { /* nc <= blk + l: within the arrays */
+                    cand[nc] = (int32_t)(blk + l);
+                    cub[nc] = ub[l];
+                    nc -= hit[l]; /* lanes are 0 or -1 */
+                }
+            }
+        }
+    }
+    return nc;
+}
+
+/*
+ * Folds the free anchors (taken NULL, or taken[a] == 0) of block blk into
+ * (*best, *arg), the largest IoU with the GT so far and the lowest anchor
+ * reaching it: a larger IoU, or an equal one at a lower anchor, replaces
+ * them.  Lanes that cannot reach *best are not divided
+ * (inter >= best union (1 - 2^-50) holds for every lane with
+ * fl(inter / union) >= best).
+ */
+KINL void KFN(block_best)(const KFN(iou_ctx) *c, int64_t blk, const uint8_t *taken,
+                          double *best, int64_t *arg)
+{
+    const v4df shrink = vset1d(1.0 - 0x1p-50);
+    const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+    for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+        const int64_t a = a0 + 4 * v;
+        v4df inter, uni;
+        KFN(inter4_all)(c, a, &inter, &uni);
+        const v4di need = (inter > vset1d(0.0)) & (inter >= vset1d(*best) * uni * shrink);
+        if (!KANY4(need))
+            continue;
+        const v4df iou = inter / uni;
+        for (int l = 0; l < 4; l++) {
+            /* Padding anchors have inter 0: never needed, their taken[] never read. */
+            if (!need[l] || (taken && taken[a + l]))
+                continue;
+            if (iou[l] > *best || (iou[l] == *best && a + l < *arg)) {
+                *best = iou[l];
+                *arg = a + l;
+            }
+        }
+    }
+}
+
+/* Restores the max-heap order of cub[] (cand[] alongside) below entry i of n. */
+KINL void KFN(heap_down)(int32_t *cand, double *cub, int64_t n, int64_t i)
+{
+    const double u = cub[i];
+    const int32_t blk = cand[i];
+    for (;;) {
+        int64_t ch = 2 * i + 1;
+        if (ch >= n)
+            break;
+        if (ch + 1 < n && cub[ch + 1] > cub[ch])
+            ch++;
+        if (!(cub[ch] > u))
+            break;
+        cub[i] = cub[ch];
+        cand[i] = cand[ch];
+        i = ch;
+    }
+    cub[i] = u;
+    cand[i] = blk;
+}
+
+/*
+ * Completes (*best, *arg) (as block_best) over the nc candidate blocks
+ * cand[] with bounds cub[] (both reordered), largest bound first, until
+ * the largest bound left is out of reach of the best so far.
+ */
+KINL void KFN(gt_search)(const KFN(iou_ctx) *c, const uint8_t *taken, int32_t *cand,
+                         double *cub, int64_t nc, double *best, int64_t *arg)
+{
+    for (int64_t i = nc / 2 - 1; i >= 0; i--)
+        KFN(heap_down)(cand, cub, nc, i);
+    while (nc > 0 && cub[0] >= *best * MBX_IOU_SLACK) {
+        const int64_t blk = cand[0];
+        nc--;
+        cand[0] = cand[nc];
+        cub[0] = cub[nc];
+        KFN(heap_down)(cand, cub, nc, 0);
+        KFN(block_best)(c, blk, taken, best, arg);
+    }
+}
+
+/*
+ * Completes (*best, *arg) over the blocks not yet searched, exactly, after
+ * the blocks whose bound reaches t0 were: while the best is below the
+ * bounds searched so far, the blocks whose bound is in [lo, hi), hi the
+ * last lo, largest bound first, with lo a quarter of hi (few blocks at a
+ * time) or, once that is at or below the best (or tiny), the best itself.
+ * Blocks left out have bounds below lo <= best: out of reach.
+ */
+KINL void KFN(gt_rest)(const KFN(iou_ctx) *c, int64_t nsv, double t0, const uint8_t *taken,
+                       const mbx_iou_work *ws, double *best, int64_t *arg)
+{
+    double hi = t0;
+    while (*best < hi) {
+        double lo = 0.25 * hi;
+        if (lo <= *best || lo < 0x1p-10)
+            lo = *best;
+        const int64_t nc = KFN(gt_scan)(c, nsv, lo, hi, ws->cand, ws->cub);
+        KFN(gt_search)(c, taken, ws->cand, ws->cub, nc, best, arg);
+        hi = lo;
+    }
+}
+
+/*
+ * Block blk for GT index gidx in the image pass's step 1: each anchor's
+ * (best[], best_gt[]) takes the GT's IoU where it reaches floor and beats
+ * the anchor's best (strictly: GTs come in increasing order, so the first
+ * reaching the maximum stays), and the GT's (*gbest, *garg) folds the
+ * block as block_best.  Only lanes that may reach floor or *gbest are
+ * divided (see block_best).
+ */
+KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di gidx,
+                          double *best, int64_t *best_gt, double *gbest, int64_t *garg)
+{
+    const v4df shrink = vset1d(1.0 - 0x1p-50);
+    const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+    for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+        const int64_t a = a0 + 4 * v;
+        v4df inter, uni;
+        KFN(inter4_all)(c, a, &inter, &uni);
+        const v4di pos = inter > vset1d(0.0);
+        const v4df us = uni * shrink;
+        const v4di need_a = pos & (inter >= vfloor * us);
+        const v4di need_g = pos & (inter >= vset1d(*gbest) * us);
+        if (!KANY4(need_a | need_g))
+            continue;
+        const v4df iou = inter / uni;
+        if (KANY4(need_a)) {
+            const v4df b = vloadd(best + a);
+            const v4di up = need_a & (iou > b);
+            vstored(best + a, vblendd(up, iou, b));
+            vstorel(best_gt + a, vblendl(up, gidx, vloadl(best_gt + a)));
+        }
+        if (KANY4(need_g))
+            for (int l = 0; l < 4; l++)
+                if (need_g[l] && (iou[l] > *gbest || (iou[l] == *gbest && a + l < *garg))) {
+                    *gbest = iou[l];
+                    *garg = a + l;
+                }
+    }
+}
+
+/*
+ * The image pass, in two steps.
+ *  1. GT by GT: the blocks whose IoU bound reaches the floor (neg: an
+ *     anchor's best IoU below it changes nothing, as neg <= thr) get the
+ *     GT's IoUs, folded into each anchor's best and its first GT (ws->best,
+ *     best_gt, kept only for the touched blocks) and into the GT's best
+ *     anchor; when that best is below the floor, the other blocks whose
+ *     bound can reach it are searched too (gt_rest).
+ *  2. Anchors outside, a block of MBX_ANCHOR_BLOCK at a time: each anchor's
+ *     best IoU and its GT (0 and gts[0].index where untouched) are
+ *     classified at once (threshold step and ignore band); then, with rp,
+ *     the block's rows of conf and loc are processed (rows_block), so the
+ *     image's reads stream while the roles are decided.
  */
 /*
  * p[0..n) = 0: whole 64-byte lines with streaming (non-temporal) stores,
@@ -812,7 +997,7 @@ KINL void KFN(rows_block)(const krow *g, v8si tmask, mbx_rows_pass *rp, const ui
 
 KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *an,
                                   const mbx_gt_box *gts, int64_t n, double thr, double neg,
-                                  double *lane, double *gt_value, int64_t *gt_arg,
+                                  const mbx_iou_work *ws, double *gt_value, int64_t *gt_arg,
                                   int32_t *match, uint8_t *role, int64_t *eligible,
                                   mbx_rows_pass *rp)
 {
@@ -825,64 +1010,53 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
     if (rp && rp->want_floor)
         memset(rp->hist, 0, MBX_FLOOR_BINS * sizeof *rp->hist);
     const double floor = neg; /* best IoUs below neg_overlap (<= thr) change nothing */
-    const v4df vfloor = vset1d(floor);
     const v4df vthr = vset1d(thr), vneg = vset1d(neg);
     const int64_t count = an->count;
-    v4di npos = vset1l(0), nelig = vset1l(0);
-    const v4df shrink = vset1d(1.0 - 0x1p-50);
-    for (int64_t g = 0; g < n; g++) {
-        vstored(lane + 8 * g, vset1d(0.0));
-        vstorel((int64_t *)(void *)(lane + 8 * g + 4), vset1l(0));
-    }
-    const v4di first = vset1l(n > 0 ? gts[0].index : -1);
-    const v4di iota = {0, 1, 2, 3};
     const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
+    v4di npos = vset1l(0), nelig = vset1l(0);
+    const v4di first = vset1l(n > 0 ? gts[0].index : -1);
+
+    /* Step 1: the anchors' best GTs where they reach the floor, and each GT's best anchor. */
+    uint8_t *const touched = n > 0 ? ws->touched : NULL;
+    double *const best = n > 0 ? ws->best : NULL;
+    int64_t *const best_gt = n > 0 ? ws->best_gt : NULL;
+    if (n > 0) {
+        const int64_t nsv = mbx_super_count(an->apad);
+        const v4df vfloor = vset1d(floor);
+        memset(touched, 0, (size_t)nblk);
+        for (int64_t g = 0; g < n; g++) {
+            KFN(iou_ctx) c;
+            KFN(iou_ctx_init)(&c, an, &gts[g]);
+            const v4di gidx = vset1l(gts[g].index);
+            const int64_t nc = KFN(gt_scan)(&c, nsv, floor, 2.0, ws->cand, ws->cub);
+            double gbest = 0.0;
+            int64_t garg = 0;
+            for (int64_t i = 0; i < nc; i++) {
+                const int64_t blk = ws->cand[i];
+                if (!touched[blk]) {
+                    touched[blk] = 1;
+                    for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
+                        vstored(best + blk * MBX_ANCHOR_BLOCK + 4 * v, vset1d(0.0));
+                        vstorel(best_gt + blk * MBX_ANCHOR_BLOCK + 4 * v, first);
+                    }
+                }
+                KFN(block_both)(&c, blk, vfloor, gidx, best, best_gt, &gbest, &garg);
+            }
+            KFN(gt_rest)(&c, nsv, floor, NULL, ws, &gbest, &garg);
+            gt_value[g] = gbest;
+            gt_arg[g] = garg;
+        }
+    }
+
+    /* Step 2: block by block, the threshold step and the rows' work. */
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
         v4df b[MBX_ANCHOR_BLOCK / 4];
         v4di bg[MBX_ANCHOR_BLOCK / 4];
+        const int t = touched && touched[blk];
         for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
-            b[v] = vset1d(0.0);
-            bg[v] = first;
-        }
-        for (int64_t g = 0; g < n; g++) {
-            const mbx_gt_box *gt = &gts[g];
-            if (an->bx2[blk] <= gt->x1 || an->bx1[blk] >= gt->x2 || an->by2[blk] <= gt->y1 ||
-                an->by1[blk] >= gt->y2)
-                continue; /* IoU 0 with the whole block */
-            KFN(iou_ctx) c;
-            KFN(iou_ctx_init)(&c, an, gt);
-            const v4di gidx = vset1l(gt->index);
-            v4df lmax = vloadd(lane + 8 * g);
-            v4di larg = vloadl((const int64_t *)(const void *)(lane + 8 * g + 4));
-            int touched = 0;
-            for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
-                const int64_t a = a0 + 4 * v;
-                v4df inter, uni;
-                KFN(inter4_all)(&c, a, &inter, &uni);
-                /*
-                 * The division only where it can matter: iou >= min(floor,
-                 * the lane's maximum so far), tested as inter >= tau uni
-                 * (1 - 2^-50), which every lane with fl(inter / uni) >= tau
-                 * passes.  best[] stays exact wherever it reaches floor.
-                 */
-                const v4df tau = vmind(vfloor, lmax);
-                const v4di need = (inter > vset1d(0.0)) & (inter >= tau * uni * shrink);
-                if (!KANY4(need))
-                    continue;
-                const v4df iou = vblendd(need, inter / uni, vset1d(-1.0));
-                const v4di up = iou > b[v];
-                b[v] = vblendd(up, iou, b[v]);
-                bg[v] = vblendl(up, gidx, bg[v]);
-                const v4di better = iou > lmax; /* strict: each lane keeps its first maximum */
-                lmax = vblendd(better, iou, lmax);
-                larg = vblendl(better, vset1l(a) + iota, larg);
-                touched = 1;
-            }
-            if (touched) {
-                vstored(lane + 8 * g, lmax);
-                vstorel((int64_t *)(void *)(lane + 8 * g + 4), larg);
-            }
+            b[v] = t ? vloadd(best + a0 + 4 * v) : vset1d(0.0);
+            bg[v] = t ? vloadl(best_gt + a0 + 4 * v) : first;
         }
         /* Threshold step and ignore band; the bipartite step overrides later. */
         for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
@@ -922,39 +1096,34 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
             KFN(finite)(rp->loc, count * 4))
             rp->flags |= MBX_FLOOR_LOC_OK;
     }
-    for (int64_t g = 0; g < n; g++) {
-        const v4df lmax = vloadd(lane + 8 * g);
-        const v4di larg = vloadl((const int64_t *)(const void *)(lane + 8 * g + 4));
-        double v = lmax[0];
-        int64_t arg = larg[0];
-        for (int l = 1; l < 4; l++)
-            if (lmax[l] > v || (lmax[l] == v && larg[l] < arg)) {
-                v = lmax[l];
-                arg = larg[l];
-            }
-        gt_value[g] = v;
-        gt_arg[g] = arg;
-    }
     return npos[0] + npos[1] + npos[2] + npos[3];
 }
 
-KATTR static void KFN(iou_row)(const mbx_anchor_cols *an, const mbx_gt_box *gt, double *row)
+KATTR static void KFN(best_anchor)(const mbx_anchor_cols *an, const mbx_gt_box *gt,
+                                   const uint8_t *taken, double hint, const mbx_iou_work *ws,
+                                   double *value, int64_t *arg)
 {
+    int64_t free0 = 0; /* the lowest free anchor */
+    if (taken) {
+        const uint8_t *p = memchr(taken, 0, (size_t)an->count);
+        if (!p) {
+            *value = -1.0;
+            *arg = -1;
+            return;
+        }
+        free0 = p - taken;
+    }
     KFN(iou_ctx) c;
     KFN(iou_ctx_init)(&c, an, gt);
-    const int64_t nblk = an->apad / MBX_ANCHOR_BLOCK;
-    for (int64_t blk = 0; blk < nblk; blk++) {
-        const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
-        const int miss = KFN(block_misses)(&c, blk);
-        for (int64_t a = a0; a < a0 + MBX_ANCHOR_BLOCK; a += 4) {
-            v4df iou = vset1d(0.0);
-            if (!miss)
-                KFN(iou4)(&c, a, &iou);
-            vstored(row + a, iou);
-        }
-    }
+    double best = 0.0;
+    int64_t a = free0;
+    const int64_t nsv = mbx_super_count(an->apad);
+    const int64_t nc = KFN(gt_scan)(&c, nsv, hint, 2.0, ws->cand, ws->cub);
+    KFN(gt_search)(&c, taken, ws->cand, ws->cub, nc, &best, &a);
+    KFN(gt_rest)(&c, nsv, hint, taken, ws, &best, &a);
+    *value = best;
+    *arg = a;
 }
-
 /*
  * Appends to hi[] the anchors a < A with v[a] >= top and to lo[] those with
  * bottom <= v[a] < top, in increasing order; returns the counts in *nhi and

@@ -35,8 +35,8 @@ static size_t place(layout *l, int64_t count, size_t elem)
 
 /* Offsets of everything mbx_loss_new() carves; the same function sizes and assigns. */
 typedef struct offsets {
-    size_t ax1, ay1, ax2, ay2, aarea, bx1, by1, bx2, by2, loaded, match, role, images, slots;
-    size_t row, taken, gt_value, gt_arg, gt_done, gts, lane;
+    size_t ax1, ay1, ax2, ay2, aarea, blocks[6], supers[6], loaded, match, role, images, slots;
+    size_t touched, best, best_gt, cand, cub, taken, gt_value, gt_arg, gt_done, gts;
     size_t rank, values, aux, scratch, candidates, rows, pending;
     size_t slot_size, first_slot;
 } offsets;
@@ -52,10 +52,11 @@ static int plan(const mbx_shape *s, int64_t apad, offsets *o, size_t *total)
     o->ax2 = place(&l, apad, sizeof(double));
     o->ay2 = place(&l, apad, sizeof(double));
     o->aarea = place(&l, apad, sizeof(double));
-    o->bx1 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
-    o->by1 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
-    o->bx2 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
-    o->by2 = place(&l, apad / MBX_ANCHOR_BLOCK, sizeof(double));
+    const int64_t nbv = mbx_block_count(apad);
+    for (int k = 0; k < 6; k++) {
+        o->blocks[k] = place(&l, nbv, sizeof(double));
+        o->supers[k] = place(&l, mbx_super_count(apad), sizeof(double));
+    }
     o->loaded = place(&l, A, 4 * sizeof(float));
     o->match = place(&l, B * A, sizeof(int32_t));
     o->role = place(&l, B * A, sizeof(uint8_t));
@@ -63,13 +64,17 @@ static int plan(const mbx_shape *s, int64_t apad, offsets *o, size_t *total)
     o->slots = place(&l, s->num_slots, sizeof(mbx_slot));
     /* One slot's scratch, relative to the slot's base. */
     layout ls = {0, 0};
-    o->row = place(&ls, apad, sizeof(double));
+    /* The IoU passes' working space (mbx_iou_work). */
+    o->touched = place(&ls, nbv, sizeof(uint8_t));
+    o->best = place(&ls, apad, sizeof(double));
+    o->best_gt = place(&ls, apad, sizeof(int64_t));
+    o->cand = place(&ls, nbv, sizeof(int32_t));
+    o->cub = place(&ls, nbv, sizeof(double));
     o->taken = place(&ls, A, sizeof(uint8_t));
     o->gt_value = place(&ls, G, sizeof(double));
     o->gt_arg = place(&ls, G, sizeof(int64_t));
     o->gt_done = place(&ls, G, sizeof(uint8_t));
     o->gts = place(&ls, G, sizeof(mbx_gt_box));
-    o->lane = place(&ls, G, 8 * sizeof(double));
     /* rank also holds softmax_floor's histogram. */
     o->rank = place(&ls, A > MBX_FLOOR_BINS ? A : MBX_FLOOR_BINS, sizeof(float));
     o->values = place(&ls, A, sizeof(float));
@@ -138,10 +143,14 @@ int mbx_loss_new(mbx_loss **out, const mbx_config *cfg, const mbx_shape *shape, 
     ctx->ax2 = (double *)(base + o.ax2);
     ctx->ay2 = (double *)(base + o.ay2);
     ctx->aarea = (double *)(base + o.aarea);
-    ctx->bx1 = (double *)(base + o.bx1);
-    ctx->by1 = (double *)(base + o.by1);
-    ctx->bx2 = (double *)(base + o.bx2);
-    ctx->by2 = (double *)(base + o.by2);
+    double **const bcol[6] = {&ctx->blocks.x1, &ctx->blocks.y1,   &ctx->blocks.x2,
+                              &ctx->blocks.y2, &ctx->blocks.amin, &ctx->blocks.amax};
+    double **const scol[6] = {&ctx->supers.x1, &ctx->supers.y1,   &ctx->supers.x2,
+                              &ctx->supers.y2, &ctx->supers.amin, &ctx->supers.amax};
+    for (int k = 0; k < 6; k++) {
+        *bcol[k] = (double *)(base + o.blocks[k]);
+        *scol[k] = (double *)(base + o.supers[k]);
+    }
     ctx->loaded_anchors = (float *)(base + o.loaded);
     ctx->loaded_count = 0;
     ctx->match = (int32_t *)(base + o.match);
@@ -151,13 +160,16 @@ int mbx_loss_new(mbx_loss **out, const mbx_config *cfg, const mbx_shape *shape, 
     unsigned char *sb = base + o.first_slot;
     for (int s = 0; s < shape->num_slots; s++, sb += o.slot_size) {
         mbx_slot *sl = &ctx->slots[s];
-        sl->match.row = (double *)(sb + o.row);
+        sl->match.iou.touched = sb + o.touched;
+        sl->match.iou.best = (double *)(sb + o.best);
+        sl->match.iou.best_gt = (int64_t *)(sb + o.best_gt);
+        sl->match.iou.cand = (int32_t *)(sb + o.cand);
+        sl->match.iou.cub = (double *)(sb + o.cub);
         sl->match.taken = sb + o.taken;
         sl->match.gt_value = (double *)(sb + o.gt_value);
         sl->match.gt_arg = (int64_t *)(sb + o.gt_arg);
         sl->match.gt_done = sb + o.gt_done;
         sl->gts = (mbx_gt_box *)(sb + o.gts);
-        sl->match.lane = (double *)(sb + o.lane);
         sl->rank = (float *)(sb + o.rank);
         sl->values = (float *)(sb + o.values);
         sl->aux = (float *)(sb + o.aux);
@@ -224,6 +236,42 @@ static int check_box(const float *in, mbx_box_format fmt, double out[4], mbx_det
 }
 
 /*
+ * Fills the ng groups of `size` consecutive anchors of cols with their
+ * bounding box and area range over the anchors a < A (mbx_bound_cols);
+ * groups without anchors get zero boxes and areas.
+ */
+static void bound_groups(mbx_loss *ctx, const mbx_bound_cols *cols, int64_t size, int64_t ng,
+                         int64_t A)
+{
+    for (int64_t k = 0; k < ng; k++) {
+        const int64_t a0 = k * size;
+        const int64_t a1 = a0 + size < A ? a0 + size : A;
+        double x1 = 0.0, y1 = 0.0, x2 = 0.0, y2 = 0.0, amin = 0.0, amax = 0.0;
+        if (a0 < a1) {
+            x1 = ctx->ax1[a0];
+            y1 = ctx->ay1[a0];
+            x2 = ctx->ax2[a0];
+            y2 = ctx->ay2[a0];
+            amin = amax = ctx->aarea[a0];
+        }
+        for (int64_t a = a0 + 1; a < a1; a++) {
+            x1 = ctx->ax1[a] < x1 ? ctx->ax1[a] : x1;
+            y1 = ctx->ay1[a] < y1 ? ctx->ay1[a] : y1;
+            x2 = ctx->ax2[a] > x2 ? ctx->ax2[a] : x2;
+            y2 = ctx->ay2[a] > y2 ? ctx->ay2[a] : y2;
+            amin = ctx->aarea[a] < amin ? ctx->aarea[a] : amin;
+            amax = ctx->aarea[a] > amax ? ctx->aarea[a] : amax;
+        }
+        cols->x1[k] = x1;
+        cols->y1[k] = y1;
+        cols->x2[k] = x2;
+        cols->y2[k] = y2;
+        cols->amin[k] = amin;
+        cols->amax[k] = amax;
+    }
+}
+
+/*
  * Converts the anchors to the context's double xyxy columns and the bounds
  * of each block of MBX_ANCHOR_BLOCK anchors.  One branch-free pass checks
  * them all; only when one is bad does check_box() find and describe the
@@ -264,22 +312,10 @@ static int load_anchors(mbx_loss *ctx, const mbx_batch *b, mbx_detail *detail)
     }
     for (int64_t a = A; a < ctx->apad; a++)
         ctx->ax1[a] = ctx->ay1[a] = ctx->ax2[a] = ctx->ay2[a] = ctx->aarea[a] = 0.0;
-    /* Bounds of each block of anchors (padding left out). */
-    for (int64_t blk = 0; blk < ctx->apad / MBX_ANCHOR_BLOCK; blk++) {
-        const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
-        const int64_t a1 = a0 + MBX_ANCHOR_BLOCK < A ? a0 + MBX_ANCHOR_BLOCK : A;
-        double x1 = ctx->ax1[a0], y1 = ctx->ay1[a0], x2 = ctx->ax2[a0], y2 = ctx->ay2[a0];
-        for (int64_t a = a0 + 1; a < a1; a++) {
-            x1 = ctx->ax1[a] < x1 ? ctx->ax1[a] : x1;
-            y1 = ctx->ay1[a] < y1 ? ctx->ay1[a] : y1;
-            x2 = ctx->ax2[a] > x2 ? ctx->ax2[a] : x2;
-            y2 = ctx->ay2[a] > y2 ? ctx->ay2[a] : y2;
-        }
-        ctx->bx1[blk] = x1;
-        ctx->by1[blk] = y1;
-        ctx->bx2[blk] = x2;
-        ctx->by2[blk] = y2;
-    }
+    /* Bounds of the blocks and superblocks of anchors (padding left out). */
+    bound_groups(ctx, &ctx->blocks, MBX_ANCHOR_BLOCK, mbx_block_count(ctx->apad), A);
+    bound_groups(ctx, &ctx->supers, MBX_ANCHOR_BLOCK * MBX_SUPER_BLOCK, mbx_super_count(ctx->apad),
+                 A);
     memcpy(ctx->loaded_anchors, b->anchors, (size_t)A * 4 * sizeof(float));
     ctx->loaded_count = A;
     ctx->loaded_format = b->anchors_format;

@@ -62,7 +62,8 @@ struct mbx_loss {
     void *block;
     int64_t apad;
     double *ax1, *ay1, *ax2, *ay2, *aarea; /* [apad] anchors of the current batch */
-    double *bx1, *by1, *bx2, *by2;          /* [apad / MBX_ANCHOR_BLOCK] block bounds */
+    mbx_bound_cols blocks;                  /* [mbx_block_count(apad)] block bounds */
+    mbx_bound_cols supers;                  /* [mbx_super_count(apad)] superblock bounds */
     float *loaded_anchors;                  /* [A][4] the raw anchors the columns hold */
     int64_t loaded_count;                   /* their count, 0 when none */
     mbx_box_format loaded_format;

@@ -1,6 +1,7 @@
 /*
  * match.c - one image's matching: per-anchor best GT and per-GT best anchor
- * in one IoU pass per GT, the bipartite step, threshold and ignore band.
+ * in the image pass (iou_all), then the bipartite step over the threshold
+ * step and ignore band.
  * Pure computation in caller scratch; never allocates.
  */
 #include <math.h>
@@ -11,29 +12,6 @@
 /* Greedy never matches an IoU at or below this (Caffe's MatchBBox). */
 #define GREEDY_MIN_IOU 1e-6
 
-/* The best anchor of one GT among anchors not taken: lowest index among equals. */
-static void best_free_anchor(const mbx_kernels *k, const mbx_anchor_cols *an,
-                             const mbx_gt_box *gt, const mbx_match_work *w, double *value,
-                             int64_t *arg)
-{
-    k->iou_row(an, gt, w->row);
-    double v = -1.0;
-    int64_t best = -1;
-    for (int64_t a = 0; a < an->count; a++)
-        if (!w->taken[a] && w->row[a] > v) {
-            v = w->row[a];
-            best = a;
-        }
-    *value = v;
-    *arg = best;
-}
-
-/*
- * Caffe's MatchBBox: repeatedly the largest IoU among free anchors and
- * unassigned GTs (ties: lowest anchor, then lowest GT), until it is <= 1e-6.
- * Each GT keeps its best free anchor; only GTs whose best anchor was just
- * taken recompute theirs.  Writes the pairs into match/role.
- */
 /*
  * Makes anchor a a positive of GT index g, keeping the counts right, and
  * the rows pass's lb / hist when it has them (an eligible anchor leaves).
@@ -56,6 +34,15 @@ static void force(int32_t *match, uint8_t *role, int64_t a, int64_t g, int64_t *
     role[a] = MBX_ROLE_POSITIVE;
 }
 
+/*
+ * Caffe's MatchBBox: repeatedly the largest IoU among free anchors and
+ * unassigned GTs (ties: lowest anchor, then lowest GT), until it is <= 1e-6.
+ * Each GT keeps its best free anchor; only GTs whose best anchor was just
+ * taken recompute theirs, with the bounded search of best_anchor (a few
+ * blocks of anchors, not all of them; the search is fastest when hinted
+ * near the result, and the new best is usually a little below the old).
+ * Writes the pairs into match/role.
+ */
 static void greedy(const mbx_kernels *k, const mbx_anchor_cols *an, const mbx_gt_box *gts,
                    int64_t n, const mbx_match_work *w, int32_t *match, uint8_t *role, int64_t *P,
                    int64_t *E, mbx_rows_pass *rp)
@@ -80,7 +67,8 @@ static void greedy(const mbx_kernels *k, const mbx_anchor_cols *an, const mbx_gt
         force(match, role, a, gts[pick].index, P, E, rp);
         for (int64_t g = 0; g < n; g++)
             if (!w->gt_done[g] && w->gt_arg[g] == a)
-                best_free_anchor(k, an, &gts[g], w, &w->gt_value[g], &w->gt_arg[g]);
+                k->best_anchor(an, &gts[g], w->taken, 0.75 * w->gt_value[g], &w->iou,
+                               &w->gt_value[g], &w->gt_arg[g]);
     }
 }
 
@@ -95,7 +83,7 @@ int64_t mbx_match_image(const mbx_kernels *k, const mbx_kparams *kp, const mbx_a
      * 0 with the first GT, as torch's argmax.
      */
     int64_t E;
-    int64_t P = k->iou_all(kp, an, gts, n, overlap_threshold, neg_overlap, w->lane, w->gt_value,
+    int64_t P = k->iou_all(kp, an, gts, n, overlap_threshold, neg_overlap, &w->iou, w->gt_value,
                            w->gt_arg, match, role, &E, rp);
     if (n > 0 && mode == MBX_BIPARTITE_PER_GT) {
         /* Each GT's best anchor, later GTs winning a shared anchor. */

@@ -13,10 +13,9 @@
 
 /* Scratch of one slot: arrays of anchors (apad) and of GT boxes (max_boxes). */
 typedef struct mbx_match_work {
-    double *row;      /* [apad] one GT's IoU row (greedy) */
+    mbx_iou_work iou; /* the IoU passes' working space */
     uint8_t *taken;   /* [count] anchor taken by the bipartite step */
-    double *gt_value; /* [max_boxes] each GT's best free IoU (greedy) */
-    double *lane;     /* [8 max_boxes] per-lane maxima of the IoU pass */
+    double *gt_value; /* [max_boxes] each GT's best (greedy: free) IoU */
     int64_t *gt_arg;  /* [max_boxes] and its anchor */
     uint8_t *gt_done; /* [max_boxes] GT assigned (greedy) */
 } mbx_match_work;

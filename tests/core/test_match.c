@@ -7,6 +7,10 @@
  * difficult boxes dropped but numbered as sent.  Random batches of many
  * shapes, including duplicated and nested boxes, anchors in random order and
  * every threshold combination; mining none so every role is visible.
+ * Many-GT images (100-200 boxes) over SSD-like anchor grids exercise the
+ * bounded IoU search of the image pass and of greedy with both kernel
+ * builds: overlapping, duplicated, tiny and huge boxes, copies of anchors,
+ * duplicated anchors and boxes midway between two anchors (exact ties).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -18,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "loss_impl.h"
 #include "testutil.h"
 
 static void to_xyxy(const float *in, mbx_box_format f, double out[4])
@@ -180,10 +185,154 @@ static void test_against_reference(void **state)
     }
 }
 
+/* Writes box (x1, y1, x2, y2) in format f. */
+static void put(float *out, double x1, double y1, double x2, double y2, mbx_box_format f)
+{
+    if (f == MBX_BOX_CXCYWH) {
+        out[0] = (float)(0.5 * (x1 + x2));
+        out[1] = (float)(0.5 * (y1 + y2));
+        out[2] = (float)(x2 - x1);
+        out[3] = (float)(y2 - y1);
+    } else {
+        out[0] = (float)x1;
+        out[1] = (float)y1;
+        out[2] = (float)x2;
+        out[3] = (float)y2;
+    }
+}
+
+/*
+ * SSD-like anchors in place of tb's (which has room for A of them): levels
+ * of f x f cells, k boxes per cell (aspect ratios 1, 2, 1/2, 3, 1/3, and a
+ * larger square), in level, row, column, box order, truncated or repeated
+ * to fill A; a few are exact copies of earlier anchors.  Returns the cell
+ * size of the first level.
+ */
+static double ssd_anchors(float *anchors, int64_t A, mbx_box_format fmt, rng *r)
+{
+    static const int fs[] = {16, 8, 4, 2, 1};
+    static const int ks[] = {4, 6, 6, 4, 4};
+    static const double ar[] = {1.0, 2.0, 0.5, 3.0, 1.0 / 3.0};
+    int64_t a = 0;
+    while (a < A) {
+        for (int l = 0; l < 5 && a < A; l++) {
+            const double s = 0.1 + 0.18 * l, s2 = sqrt(s * (s + 0.18));
+            for (int i = 0; i < fs[l] && a < A; i++)
+                for (int j = 0; j < fs[l] && a < A; j++)
+                    for (int k = 0; k < ks[l] && a < A; k++, a++) {
+                        const double cx = (j + 0.5) / fs[l], cy = (i + 0.5) / fs[l];
+                        const double w = k == ks[l] - 1 ? s2 : s * sqrt(ar[k % 5]);
+                        const double h = k == ks[l] - 1 ? s2 : s / sqrt(ar[k % 5]);
+                        put(anchors + 4 * a, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, fmt);
+                    }
+        }
+    }
+    for (int d = 0; d < 6 && A > 2; d++) { /* duplicated anchors: ties of a GT's best */
+        const int64_t from = rng_int(r, 0, A - 2), to = rng_int(r, from + 1, A - 1);
+        memcpy(anchors + 4 * to, anchors + 4 * from, 4 * sizeof(float));
+    }
+    return 1.0 / fs[0];
+}
+
+/* n GT boxes of every awkward kind over the anchors of ssd_anchors(). */
+static void many_boxes(float *boxes, int64_t n, const float *anchors, int64_t A, double cell,
+                       mbx_box_format fmt, rng *r)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float *b = boxes + 4 * j;
+        const int kind = (int)rng_int(r, 0, 9);
+        if (kind == 0 && j > 0) { /* duplicate */
+            memcpy(b, boxes + 4 * rng_int(r, 0, j - 1), 4 * sizeof(float));
+        } else if (kind == 1) { /* an anchor's copy */
+            memcpy(b, anchors + 4 * rng_int(r, 0, A - 1), 4 * sizeof(float));
+        } else if (kind == 2) { /* tiny */
+            const double x = rng_uniform(r), y = rng_uniform(r), w = rng_range(r, 1e-5, 1e-3);
+            put(b, x, y, x + w, y + w * rng_range(r, 0.5, 2.0), fmt);
+        } else if (kind == 3) { /* huge, past the image */
+            put(b, rng_range(r, -0.6, 0.1), rng_range(r, -0.6, 0.1), rng_range(r, 0.9, 1.6),
+                rng_range(r, 0.9, 1.6), fmt);
+        } else if (kind == 4) { /* a first-level square midway between two cells: equal IoUs */
+            const int i = (int)rng_int(r, 0, 14), jj = (int)rng_int(r, 0, 14);
+            const double cx = (jj + 1.0) * cell, cy = (i + 0.5) * cell, s = 0.05;
+            put(b, cx - s, cy - s, cx + s, cy + s, fmt);
+        } else if (kind == 5 && j > 0) { /* nested in an earlier box */
+            float *o = boxes + 4 * rng_int(r, 0, j - 1);
+            double ob[4];
+            to_xyxy(o, fmt, ob);
+            const double w = ob[2] - ob[0], h = ob[3] - ob[1];
+            put(b, ob[0] + 0.1 * w, ob[1] + 0.2 * h, ob[2] - 0.2 * w, ob[3] - 0.1 * h, fmt);
+        } else { /* sizes over two decades, overlapping one another */
+            const double w = exp(rng_range(r, log(0.01), log(1.0)));
+            const double h = w * exp(rng_range(r, log(0.3), log(3.0)));
+            const double x = rng_range(r, -0.1, 1.0 - 0.5 * w), y = rng_range(r, -0.1, 0.9);
+            put(b, x, y, x + w, y + h, fmt);
+        }
+    }
+}
+
+static void test_many_gt(void **state)
+{
+    (void)state;
+    rng r = {77};
+    for (int rep = 0; rep < 12; rep++) {
+        mbx_config cfg;
+        mbx_config_default(&cfg);
+        cfg.mining = MBX_MINING_NONE;
+        cfg.bipartite = (mbx_bipartite)(rep % 3);
+        cfg.box_format = (mbx_box_format)(rep / 3 % 2);
+        const double thr[4] = {0.5, 0.3, 0.7, 0.5};
+        cfg.overlap_threshold = thr[rep / 3 % 4];
+        cfg.neg_overlap = rep % 2 ? cfg.overlap_threshold : 0.4 * cfg.overlap_threshold;
+        cfg.use_difficult = 1;
+        const int64_t A = cfg.bipartite == MBX_BIPARTITE_GREEDY ? rng_int(&r, 300, 1300)
+                                                                 : rng_int(&r, 1000, 2400);
+        const int64_t G = rng_int(&r, 100, 200);
+        batch_spec spec = {2, A, 3, G, G, 1.0, 1.0, 0, 0, cfg.box_format};
+        test_batch tb;
+        batch_random(&tb, &spec, &r);
+        const double cell = ssd_anchors(tb.anchors, A, cfg.box_format, &r);
+        for (int64_t i = 0; i < tb.b.batch; i++)
+            many_boxes((float *)tb.targets[i].boxes, tb.targets[i].num_boxes, tb.anchors, A,
+                       cell, cfg.box_format, &r);
+        const int64_t Amax = A;
+        int32_t *m = malloc((size_t)Amax * sizeof *m);
+        uint8_t *role = malloc((size_t)Amax);
+        for (int generic = 0; generic < 2; generic++) {
+            test_result tr;
+            mbx_loss *l = loss_for(&cfg, &tb.b, tb.max_boxes, 1);
+            mbx_loss_test_force_generic(l, generic);
+            result_alloc(&tr, &tb.b);
+            mbx_detail d = {0, ""};
+            if (mbx_loss_compute(l, &tb.b, &tr.r, &d))
+                fail_msg("rep %d: %s", rep, d.message);
+            for (int64_t i = 0; i < tb.b.batch; i++) {
+                reference(&cfg, &tb.b, i, m, role);
+                for (int64_t a = 0; a < A; a++)
+                    if (m[a] != tr.r.matches[i * A + a] || role[a] != tr.r.roles[i * A + a])
+                        fail_msg("many-GT rep %d (%s, %s kernels, %lld GT, %lld anchors, thr %g, "
+                                 "neg %g) image %lld anchor %lld: match %d role %d, reference "
+                                 "%d role %d",
+                                 rep, cfg.bipartite == 0 ? "greedy"
+                                      : cfg.bipartite == 1 ? "per_gt" : "none",
+                                 mbx_loss_test_kernel_name(l), (long long)G, (long long)A,
+                                 cfg.overlap_threshold, cfg.neg_overlap, (long long)i,
+                                 (long long)a, tr.r.matches[i * A + a], tr.r.roles[i * A + a],
+                                 m[a], role[a]);
+            }
+            result_free(&tr);
+            mbx_loss_free(l);
+        }
+        free(m);
+        free(role);
+        batch_free(&tb);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_many_gt),
     };
     return cmocka_run_group_tests_name("core matching", tests, NULL, NULL);
 }
