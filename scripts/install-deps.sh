@@ -7,9 +7,12 @@ set -euo pipefail
 what=${1:-test}
 run_pkgs=(meson ninja-build pkg-config gcc libc6-dev
           libjansson-dev libmicrohttpd-dev libuv1-dev)
+# curl and iproute2 (ss): the scale-out test polls readiness with curl and
+# picks free ports with ss; a minimal Debian has neither on its own.
 test_pkgs=(libcmocka-dev libcurl4-openssl-dev python3 python3-numpy
            shellcheck yamllint nginx clang libclang-rt-14-dev
-           wrk valgrind openssl python3-torch python3-torchvision)
+           wrk valgrind openssl python3-torch python3-torchvision
+           curl iproute2)
 
 pkgs=("${run_pkgs[@]}")
 if [ "$what" = test ]; then
@@ -36,5 +39,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: installing ${missing[*]}"
     "${sudo_cmd[@]}" apt-get update -q
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # env, not an assignment before sudo: sudo's env_reset drops DEBIAN_FRONTEND
+    # on its way to apt-get, and debconf would then ask on the user's terminal.
+    "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
