@@ -92,6 +92,30 @@ static void fail(svc_split_job *j, int code, const mbx_detail *d)
     release(j);
 }
 
+/*
+ * Records a work unit's error.  The units fail only when called out of
+ * order or out of range, which this file never does; should it happen, the
+ * request gets a 500 instead of an answer missing an image.
+ */
+static void unit_result(svc_split_job *j, int rc)
+{
+    int none = 0;
+    if (rc != 0)
+        atomic_compare_exchange_strong(&j->unit_error, &none, rc);
+}
+
+/* Fails the job with an internal error when a unit recorded one; returns 1 then. */
+static int unit_failed(svc_split_job *j)
+{
+    const int rc = atomic_load(&j->unit_error);
+    if (rc == 0)
+        return 0;
+    mbx_detail d = {0};
+    mbx_detail_set(&d, MBX_E_INTERNAL, "a work unit failed: %s", mbx_error_name(rc));
+    fail(j, MBX_E_INTERNAL, &d);
+    return 1;
+}
+
 static void parse_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
@@ -131,7 +155,7 @@ static void match_unit(svc_job *job, int unit)
     svc_split_job *j = (svc_split_job *)job;
     for (int64_t i = unit; i < j->images; i += j->units) {
         if (!any_deferred(j)) {
-            mbx_loss_match_image(j->loss, i, unit);
+            mbx_loss_match_image(j->loss, i, unit); /* errors are reduce's to report */
             continue;
         }
         /* Widen this image only; loc first, as a whole-tensor check would. */
@@ -145,7 +169,7 @@ static void match_unit(svc_job *job, int unit)
             j->bad[j->images + i] = bad;
             continue;
         }
-        mbx_loss_match_image_input(j->loss, i, unit, &in);
+        unit_result(j, mbx_loss_match_image_input(j->loss, i, unit, &in));
     }
 }
 
@@ -159,7 +183,9 @@ static int size_sparse(svc_split_job *j, mbx_detail *d)
     int64_t P = 0, K = 0;
     for (int64_t i = 0; i < j->images; i++) {
         int64_t p = 0, k = 0;
-        mbx_loss_sparse_counts(j->loss, i, &p, &k);
+        const int rc = mbx_loss_sparse_counts(j->loss, i, &p, &k);
+        if (rc != 0)
+            return mbx_detail_set(d, MBX_E_INTERNAL, "sparse counts: %s", mbx_error_name(rc));
         P += p;
         K += k;
     }
@@ -196,6 +222,8 @@ static void reduce_tail(svc_job *job)
                 rc = j->ops->load_fail(j, input, i, j->bad[input * j->images + i], &d);
                 break;
             }
+    if (unit_failed(j))
+        return;
     if (rc == 0)
         rc = mbx_loss_reduce(j->loss, &d);
     if (rc == 0 && j->sparse)
@@ -211,7 +239,7 @@ static void grad_unit(svc_job *job, int unit)
     for (int64_t i = unit; i < j->images; i += j->units) {
         const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
         if (!any_deferred(j)) {
-            mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp);
+            unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp));
             continue;
         }
         /*
@@ -222,22 +250,24 @@ static void grad_unit(svc_job *job, int unit)
         mbx_image_input in = unit_input(j, i, unit);
         int32_t *rows = j->row_scratch + (size_t)unit * 2 * (size_t)A;
         int64_t P = 0, K = 0;
-        mbx_loss_sparse_counts(j->loss, i, &P, &K);
+        unit_result(j, mbx_loss_sparse_counts(j->loss, i, &P, &K));
         const int conf_rows = j->deferred[1] && sp && !j->result->grad_conf;
         mbx_sparse_grad r = {i * A, j->deferred[0] ? rows : NULL, NULL,
                              conf_rows ? rows + A : NULL, NULL};
-        mbx_loss_sparse_rows(j->loss, i, &r);
+        unit_result(j, mbx_loss_sparse_rows(j->loss, i, &r));
         if (j->deferred[0])
             j->ops->load(j, 0, i, r.loc_rows, P, (float *)in.loc);
         if (conf_rows)
             j->ops->load(j, 1, i, r.conf_rows, K, (float *)in.conf);
-        mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp);
+        unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp));
     }
 }
 
 static void finish_tail(svc_job *job)
 {
     svc_split_job *j = (svc_split_job *)job;
+    if (unit_failed(j))
+        return;
     mbx_detail d = {0};
     int rc = mbx_loss_finish(j->loss, &d);
     if (rc == 0)

@@ -18,6 +18,7 @@
 #ifndef SVC_JOB_SPLIT_H
 #define SVC_JOB_SPLIT_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -94,6 +95,7 @@ struct svc_split_job {
     int32_t *row_scratch;    /* per unit: 2 * A rows (phase 2 with deferred inputs) */
     int64_t *bad;            /* [2][B]: first bad value of each image's deferred inputs, or -1 */
     mbx_sparse_grad *sp;     /* [B] each image's slice of out */
+    atomic_int unit_error;   /* first error a work unit returned (0: none); cannot happen */
 };
 
 /* Moves j->out into *dst (zeroing j->out), so the answer owns it; free with svc_sparse_free. */
