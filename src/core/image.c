@@ -177,6 +177,8 @@ static void mine(const mbx_loss *ctx, mbx_slot *slot, const float *conf, int64_t
                 idx[n] = pending[i];
                 n += (double)lb[pending[i]] >= cut;
             }
+            /* A tighter bound than lb + ln C drops most of them before the exponentials. */
+            n = n1 + kern->prune(&ctx->kp, conf, idx + n1, n - n1, target, lk);
             kern->rank_list(&ctx->kp, conf, idx + n1, n - n1, target, val + n1, slot->scratch);
             select_listed(ctx, slot, conf, role, idx, val, n, k, target);
             return;

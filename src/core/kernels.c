@@ -94,6 +94,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
     k->iou_all = iou_all_generic;
     k->best_anchor = best_anchor_generic;
     k->partition2 = partition2_generic;
+    k->prune = prune_softmax_generic;
     k->exp_array = exp_array_generic;
     k->log1p_array = log1p_array_generic;
     k->zero_stream = zero_stream_generic;
@@ -109,6 +110,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
             k->iou_all = iou_all_v3;
             k->best_anchor = best_anchor_v3;
             k->partition2 = partition2_v3;
+            k->prune = prune_softmax_v3;
             k->exp_array = exp_array_v3;
             k->log1p_array = log1p_array_v3;
             k->zero_stream = zero_stream_v3;

@@ -173,6 +173,13 @@ typedef struct mbx_kernels {
      * which are written once and read by nobody in the core.
      */
     void (*zero_stream)(float *p, int64_t n);
+    /*
+     * Softmax only: keeps in place (in order) the listed finite rows idx[0..n)
+     * whose loss against target may reach lk, dropping only rows whose exact
+     * loss is below it; returns the number kept.
+     */
+    int64_t (*prune)(const mbx_kparams *kp, const float *conf, int32_t *idx, int64_t n,
+                     int64_t target, double lk);
     /* 1 when all n values are finite. */
     int (*finite)(const float *p, int64_t n);
     /* Test entry points: y = e^x (x <= 0) and y = ln(1 + x) (x >= 0), n % 8 == 0. */

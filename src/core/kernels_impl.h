@@ -436,6 +436,55 @@ KATTR static int KFN(rank_list)(const mbx_kparams *kp, const float *conf, const 
     return 1;
 }
 
+/*
+ * Softmax pruning of listed finite rows before ranking: keeps in place, in
+ * order, the rows idx[0..n) whose loss may reach lk, and returns how many.
+ * With m the row maximum and M_l the maximum of the columns lane l of a
+ * row's vectors holds (cnt_l of them), every term of s = sum of e^(z_k - m)
+ * over the columns but one maximal one is at most e^(M_l - m) for its lane,
+ * so L = (m - z_t) + ln(1 + s) <= (m - z_t) + ln(sum_l cnt_l e^(M_l - m)):
+ * ln C where all columns are near the maximum, far less where one column
+ * stands out.  The float bound is kept against lk with a margin (1e-4 +
+ * 1e-5 |bound|) hundreds of times its rounding error, so a row is dropped
+ * only when its exact loss is below lk.  Rows left over from groups of
+ * eight are kept.
+ */
+KATTR static int64_t KFN(prune_softmax)(const mbx_kparams *kp, const float *conf, int32_t *idx,
+                                        int64_t n, int64_t target, double lk)
+{
+    krow g;
+    krow_init(&g, kp->num_classes);
+    const v8si tmask = KFN(tail_mask)(&g);
+    const v8sf cnt = vset1((float)g.nfull) + vand(tmask, vset1(g.tail ? 1.0f : 0.0f));
+    v8sf fin = vset1(0.0f); /* unused: the listed rows are known finite */
+    int64_t kept = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const float *z[8];
+        v8sf m[8];
+        for (int r = 0; r < 8; r++) {
+            z[r] = conf + (int64_t)idx[i + r] * g.C;
+            m[r] = KFN(row_lanes_max)(&g, tmask, z[r], &fin);
+        }
+        float mx[8];
+        vstore(mx, KFN(max8)(m));
+        v8sf e[8];
+        for (int r = 0; r < 8; r++)
+            e[r] = cnt * KFN(vexp_neg)(m[r] - vset1(mx[r]));
+        float ln[8];
+        vstore(ln, KFN(vlog)(KFN(sum8)(e))); /* the sums are >= 1: the maximum's own lane */
+        for (int r = 0; r < 8; r++) {
+            const double ub = ((double)mx[r] - (double)z[r][target]) + (double)ln[r];
+            const int32_t a = idx[i + r];
+            idx[kept] = a; /* kept <= i + r: writes trail the reads */
+            kept += ub + 1e-4 + 1e-5 * fabs(ub) >= lk;
+        }
+    }
+    for (; i < n; i++)
+        idx[kept++] = idx[i];
+    (void)fin;
+    return kept;
+}
+
 KATTR static int KFN(rank)(const mbx_kparams *kp, const float *conf, int64_t A, int64_t target,
                            float *rank, float *scratch)
 {

@@ -176,6 +176,7 @@ static int rows_pass(const mbx_kernels *k, const mbx_kparams *kp, const float *c
 static void test_rank_bound(void **state)
 {
     (void)state;
+    int64_t pruned = 0; /* rows prune dropped: it must do something */
     mbx_kernels k[2];
     const int nv = variants(k);
     rng r = {42};
@@ -249,11 +250,37 @@ static void test_rank_bound(void **state)
                                     fail_msg("%s C %lld: lb %.9g for loss %.9g", k[v].name,
                                              (long long)C, lb[a], exact);
                             }
+                            /*
+                             * prune keeps, in order, every row whose exact loss reaches
+                             * lk; lk runs over the rows' own losses, the hardest cuts.
+                             */
+                            for (int t = 0; t < A; t += 3) {
+                                const double lk = mbx_row_loss_exact(&kp, conf + t * C, target);
+                                for (int a = 0; a < A; a++)
+                                    idx2[a] = (int32_t)((a * 7) % A);
+                                const int64_t kept = k[v].prune(&kp, conf, idx2, A, target, lk);
+                                int64_t at = 0;
+                                for (int a = 0; a < A; a++) {
+                                    const int32_t row = (int32_t)((a * 7) % A);
+                                    const int in = at < kept && idx2[at] == row;
+                                    at += in;
+                                    if (!in && mbx_row_loss_exact(&kp, conf + row * C,
+                                                                  target) >= lk)
+                                        fail_msg("%s C %lld: prune dropped row %d (loss %.17g, "
+                                                 "lk %.17g)",
+                                                 k[v].name, (long long)C, row,
+                                                 mbx_row_loss_exact(&kp, conf + row * C, target),
+                                                 lk);
+                                }
+                                assert_int_equal(at, kept); /* a subsequence, in order */
+                                pruned += A - kept;
+                            }
                         }
                     }
                 }
                 free(conf);
             }
+    assert_true(pruned > 0);
 }
 
 /*
