@@ -1,7 +1,7 @@
 /*
  * half.c - FP16 and BF16 to and from float32, and little-endian bulk loads
- * and stores of tensors for the binary tensor extension.  Branch-free bit
- * manipulation (no F16C needed) that the compiler vectorizes, relying only
+ * and stores of tensors for the binary tensor extension.  The scalar code:
+ * branch-free bit manipulation (no F16C needed) that the compiler vectorizes, relying only
  * on IEEE float32 arithmetic in the default rounding mode; widening is exact.
  * Never allocates; reads and writes exactly n elements.
  *
@@ -9,7 +9,9 @@
  * F16C (vcvtph2ps, vcvtps2ph) and AVX2 when the CPU has both, chosen at run
  * time; the rest of a loop (fewer than eight) and every other CPU use the
  * scalar code.  The two paths give the same bits for every input, which
- * tests/codec/test_oip_half.c checks exhaustively with mbx_half_set_simd().
+ * tests/codec/test_oip_half.c checks exhaustively with mbx_half_set_simd(),
+ * in the default floating-point environment (no flush-to-zero or
+ * denormals-are-zero), which the scalar narrowing already assumes.
  */
 #include <float.h>
 #include <math.h>
