@@ -7,7 +7,10 @@
 #     its gradients locally on 2 threads (bench/torchvision_loss.py's steps)
 #     vs multiboxd over loopback, from the client's first byte sent to its
 #     last byte received (bench/e2e_bench.c): OIP binary tensors, /v1 with
-#     base64 tensors, OIP with FP16 inputs and sparse gradients;
+#     base64 tensors, OIP with FP16 inputs and sparse gradients; and in the
+#     same interleaved rounds each case's loopback floor: the same request
+#     bytes sent to bench/e2e_floor, a server that only moves bytes and
+#     answers with as many body bytes as multiboxd's answer to that case;
 #  2. the server's peak RSS during each of those requests (peak reset with
 #     /proc/PID/clear_refs just before, VmHWM read just after, on a freshly
 #     started server) against request + response bytes, and its idle RSS at
@@ -41,13 +44,20 @@ fi
 ninja -C "$build" -j2 src/service/multiboxd src/tools/multibox-bench >/dev/null
 mkdir -p "$build/bench"
 cc -O2 -std=c11 -Wall -Wextra -o "$build/bench/e2e_bench" bench/e2e_bench.c
+cc -O2 -std=c11 -Wall -Wextra -o "$build/bench/e2e_floor" bench/e2e_floor.c
 client="$build/bench/e2e_bench"
+floor_bin="$build/bench/e2e_floor"
 multiboxd="$build/src/service/multiboxd"
 mbench="$build/src/tools/multibox-bench"
 
 tmp=$(mktemp -d)
 server_pid=""
+floor_pids=()
 cleanup() {
+    for p in "${floor_pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
         kill -TERM "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
@@ -81,6 +91,21 @@ stop_server() {
     wait "$server_pid" || rc=$?
     server_pid=""
     return $rc
+}
+
+# Starts an e2e_floor on a free loopback port answering $1 body bytes; sets floor_port.
+start_floor() {
+    local out="$tmp/floor-${#floor_pids[@]}.out"
+    "$floor_bin" --port 0 --response-bytes "$1" >"$out" 2>&1 &
+    floor_pids+=("$!")
+    for _ in $(seq 100); do
+        floor_port=$(sed -n 's/^port=\([0-9]*\)$/\1/p' "$out")
+        [ -n "$floor_port" ] && return 0
+        sleep 0.05
+    done
+    echo "e2e_floor did not start:" >&2
+    cat "$out" >&2
+    exit 1
 }
 
 rss_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
@@ -118,13 +143,26 @@ done
 echo "idle_rss_at_start_kb=$idle_start" | tee -a "$tmp/rss.txt"
 
 start_server
+# The floor of each case: NAME_floor sends the same body to an e2e_floor
+# (one per case, each answering as many body bytes as multiboxd's answer to
+# that case, measured here), so its time is what loopback and the client
+# cost for those bytes alone.
+floors=()
+for c in "${side[@]}"; do
+    name=${c%%=*}
+    IFS=, read -r _ _ _ body <<<"${c#*=}"
+    echo "save $name $tmp/$name.answer" | "$client" --port "$port" "$c" >/dev/null
+    start_floor "$(stat -c %s "$tmp/$name.answer")"
+    floors+=("${name}_floor=/x,-,-,$body,$floor_port")
+done
 echo "== side by side (port $port, $rounds rounds; load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 tv_ok=1
 if ! "$python" bench/e2e_side_by_side.py --client "$client" --port "$port" --dump "$tmp/b32.json" \
-        --rounds "$rounds" --warmup 3 --threads 2 "${side[@]}" | tee "$tmp/side.txt"; then
+        --rounds "$rounds" --warmup 3 --threads 2 "${side[@]}" "${floors[@]}" | tee "$tmp/side.txt"; then
     tv_ok=0
     echo "(the torchvision side needs torch and torchvision in $python; timing ours alone)"
-    "$client" --port "$port" --runs "$rounds" --warmup 3 "${side[@]}" | tee "$tmp/side.txt"
+    "$client" --port "$port" --runs "$rounds" --warmup 3 "${side[@]}" "${floors[@]}" |
+        tee "$tmp/side.txt"
 fi
 
 echo "== scaling (binary, $scale_runs interleaved runs each)"
@@ -150,6 +188,16 @@ echo
 echo "== summary (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 grep -E '^(median_ms|ratio|loss b32|torchvision loss)' "$tmp/side.txt" || true
 grep -E '^case' "$tmp/side.txt" || true
+# Ours against the loopback floor of the same case, medians of the same rounds.
+awk '/^median_ms / { split($2, kv, "="); ms[kv[1]] = kv[2] }
+/^case / { split($3, kv, "="); ms[$2] = kv[2] }
+END {
+    for (n in ms) {
+        if (n !~ /_floor$/) continue;
+        o = substr(n, 1, length(n) - 6);
+        if (o in ms && ms[n] > 0)
+            printf "floor %s: ours %.3f ms, loopback floor %.3f ms, ours / floor %.2f\n",
+                o, ms[o], ms[n], ms[o] / ms[n] } }' "$tmp/side.txt" | sort
 awk '/^rss/ {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
     payload = v["body_sent"] + v["body_received"];

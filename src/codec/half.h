@@ -19,6 +19,16 @@ float mbx_bf16_to_f32(uint16_t b);
 uint16_t mbx_f32_to_f16(float f);
 uint16_t mbx_f32_to_bf16(float f);
 
+/*
+ * The bulk FP16/BF16 loads and stores use F16C and AVX2 when the CPU has
+ * them (x86), with the same results as the scalar code, bit for bit.
+ * mbx_half_set_simd(0) makes them use the scalar code only (a hook for the
+ * tests that compare the two; process-wide, atomic), 1 restores the
+ * default.  mbx_half_simd_active() is 1 when the SIMD paths are in use.
+ */
+void mbx_half_set_simd(int enabled);
+int mbx_half_simd_active(void);
+
 /* 1 on a little-endian host (the byte order of every binary tensor). */
 int mbx_host_is_little_endian(void);
 

@@ -7,6 +7,13 @@
  * every midpoint between neighbouring FP16 values, BF16 the same way, and
  * the bulk loads and stores (any alignment, little-endian bytes, the index
  * of the first non-finite element).
+ *
+ * Every test runs twice: with the SIMD paths of the bulk loops (F16C/AVX2,
+ * when the CPU has them) and with the scalar code alone (mbx_half_set_simd).
+ * The SIMD paths are also compared with the scalar code directly, bit for
+ * bit: every FP16 and BF16 pattern widened, every one of the 2^32 float32
+ * patterns narrowed, at odd addresses and lengths that are not a multiple
+ * of 8, and the index of the first non-finite element for every position.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -279,6 +286,186 @@ static void test_bulk_stores(void **state)
     assert_int_equal(b16[4] | b16[5] << 8, 0x0001);
 }
 
+/* ------------------------------------------------ SIMD vs scalar */
+
+/* Little-endian bytes of the 65536 patterns in order, at buf + off. */
+static void fill_patterns(unsigned char *buf, size_t off)
+{
+    for (uint32_t h = 0; h < 65536; h++) {
+        buf[off + 2 * h] = (unsigned char)h;
+        buf[off + 2 * h + 1] = (unsigned char)(h >> 8);
+    }
+}
+
+typedef size_t (*load_fn)(const void *, size_t, float *);
+
+/*
+ * Loads of every pattern with the bulk loop, in pieces of len (one call
+ * each), with the source at byte offset soff and the destination at float
+ * offset doff.  Each call must return the index the scalar path returns,
+ * the two paths must leave the same bits everywhere (both write whole
+ * chunks of 512 up to the one holding the first bad element), and every
+ * element written must have the bits of the one-value conversion (the
+ * scalar definition).  A piece of at most 512 is one chunk, written whole:
+ * then every pattern is checked.  0xa5a5a5a5 marks "unwritten": no FP16 or
+ * BF16 widens to it (its low 13 bits are not zero).
+ */
+static void check_load_all(load_fn load, float (*one)(uint16_t), size_t soff, size_t doff,
+                           size_t len)
+{
+    unsigned char *buf = malloc(2 * 65536 + 16);
+    float *out = malloc((65536 + 16) * sizeof *out), *ref = malloc((65536 + 16) * sizeof *ref);
+    assert_true(buf && out && ref);
+    fill_patterns(buf, soff);
+    memset(out, 0xa5, (65536 + 16) * sizeof *out);
+    memset(ref, 0xa5, (65536 + 16) * sizeof *ref);
+    for (size_t i = 0; i < 65536; i += len) {
+        size_t m = 65536 - i < len ? 65536 - i : len;
+        mbx_half_set_simd(0);
+        size_t want = load(buf + soff + 2 * i, m, ref + doff + i);
+        mbx_half_set_simd(1);
+        size_t got = load(buf + soff + 2 * i, m, out + doff + i);
+        if (got != want)
+            fail_msg("load of [%zu, %zu) returned %zu, scalar %zu", i, i + m, got, want);
+    }
+    for (size_t k = 0; k < 65536 + 16; k++)
+        if (bits_of(out[k]) != bits_of(ref[k]))
+            fail_msg("len %zu, element %zu: SIMD 0x%08x, scalar 0x%08x", len, k,
+                     bits_of(out[k]), bits_of(ref[k]));
+    for (uint32_t h = 0; h < 65536; h++) {
+        uint32_t g = bits_of(out[doff + h]), w = bits_of(one((uint16_t)h));
+        if (g == 0xa5a5a5a5u && len > 512)
+            continue; /* after a bad element, in a later chunk */
+        if (g != w)
+            fail_msg("len %zu, pattern 0x%04x: loaded 0x%08x, one-value 0x%08x", len, h, g, w);
+    }
+    /* Nothing written outside the destination. */
+    for (size_t k = 0; k < doff; k++)
+        assert_int_equal(bits_of(out[k]), 0xa5a5a5a5u);
+    for (size_t k = doff + 65536; k < 65536 + 16; k++)
+        assert_int_equal(bits_of(out[k]), 0xa5a5a5a5u);
+    free(buf);
+    free(out);
+    free(ref);
+}
+
+/*
+ * Every pattern widened by both paths, in pieces of many lengths: short
+ * ones (all scalar tail, or one vector and a tail), lengths that are and
+ * are not multiples of 8, a whole chunk (512) and more than one.
+ */
+static void test_simd_widen_all(void **state)
+{
+    (void)state;
+    if (!mbx_half_simd_active())
+        skip(); /* the scalar path alone: nothing to compare */
+    static const size_t lens[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 512, 513, 1000, 65536};
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++)
+        for (size_t soff = 0; soff < 2; soff++) {
+            check_load_all(mbx_load_f16, mbx_f16_to_f32, soff, soff ? 3 : 0, lens[l]);
+            check_load_all(mbx_load_bf16, mbx_bf16_to_f32, soff, soff ? 1 : 0, lens[l]);
+        }
+}
+
+/*
+ * The index of the first non-finite element, both paths, for a bad element
+ * (infinity, a NaN) at every position of every length up to 40 and around
+ * the chunk boundary at 512, from an odd address.
+ */
+static void test_simd_first_bad(void **state)
+{
+    (void)state;
+    enum { MAXN = 1100 };
+    unsigned char *buf = malloc(2 * MAXN + 1);
+    float *out = malloc(MAXN * sizeof *out);
+    assert_true(buf && out);
+    static const uint16_t bad16[] = {0x7c00, 0xfc00, 0x7c01, 0xfe00, 0x7fff};
+    static const uint16_t badb[] = {0x7f80, 0xff80, 0x7f81, 0xffc0, 0x7fff};
+    for (int form = 0; form < 2; form++) {
+        load_fn load = form ? mbx_load_bf16 : mbx_load_f16;
+        const uint16_t *bad = form ? badb : bad16;
+        for (size_t n = 0; n <= MAXN; n += n < 40 ? 1 : (n < 500 ? 460 : (n < 530 ? 1 : 570))) {
+            for (size_t k = 0; k <= n; k++) {
+                /* Finite values that exercise every exponent below the top one. */
+                for (size_t i = 0; i < n; i++) {
+                    uint16_t v = (uint16_t)((i * 2654435761u) >> 7) & (form ? 0xff7f : 0xfbff);
+                    buf[1 + 2 * i] = (unsigned char)v;
+                    buf[2 + 2 * i] = (unsigned char)(v >> 8);
+                }
+                if (k < n) {
+                    uint16_t b = bad[k % 5];
+                    buf[1 + 2 * k] = (unsigned char)b;
+                    buf[2 + 2 * k] = (unsigned char)(b >> 8);
+                }
+                for (int simd = 0; simd < 2; simd++) {
+                    mbx_half_set_simd(simd);
+                    size_t got = load(buf + 1, n, out);
+                    if (got != k)
+                        fail_msg("%s, n %zu, bad at %zu, simd %d: returned %zu",
+                                 form ? "BF16" : "FP16", n, k, simd, got);
+                }
+            }
+        }
+    }
+    mbx_half_set_simd(1);
+    free(buf);
+    free(out);
+}
+
+/*
+ * Every float32 pattern narrowed to FP16 and BF16 by the bulk stores, SIMD
+ * against scalar, bit for bit (NaN payloads, signs, subnormals, ties,
+ * overflow included), in pieces of 4093 (not a multiple of 8: scalar tails
+ * too) to an odd address.
+ */
+static void test_simd_narrow_all(void **state)
+{
+    (void)state;
+    if (!mbx_half_simd_active())
+        skip();
+    enum { PIECE = 4093 };
+    float *src = malloc(PIECE * sizeof *src);
+    unsigned char *a = malloc(2 * PIECE + 1), *b = malloc(2 * PIECE + 1);
+    assert_true(src && a && b);
+    for (uint64_t base = 0; base <= 0xffffffffu; base += PIECE) {
+        size_t n = 0x100000000u - base < PIECE ? (size_t)(0x100000000u - base) : PIECE;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)(base + i);
+            memcpy(src + i, &u, 4);
+        }
+        for (int form = 0; form < 2; form++) {
+            void (*store)(const float *, size_t, void *) = form ? mbx_store_bf16 : mbx_store_f16;
+            mbx_half_set_simd(0);
+            store(src, n, a + 1);
+            mbx_half_set_simd(1);
+            store(src, n, b + 1);
+            if (memcmp(a + 1, b + 1, 2 * n) != 0)
+                for (size_t i = 0; i < n; i++)
+                    if (memcmp(a + 1 + 2 * i, b + 1 + 2 * i, 2) != 0)
+                        fail_msg("%s of 0x%08x: SIMD 0x%02x%02x, scalar 0x%02x%02x",
+                                 form ? "BF16" : "FP16", (unsigned)(base + i), b[2 + 2 * i],
+                                 b[1 + 2 * i], a[2 + 2 * i], a[1 + 2 * i]);
+        }
+    }
+    free(src);
+    free(a);
+    free(b);
+}
+
+static int use_simd(void **state)
+{
+    (void)state;
+    mbx_half_set_simd(1);
+    return 0;
+}
+
+static int use_scalar(void **state)
+{
+    (void)state;
+    mbx_half_set_simd(0);
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,5 +474,16 @@ int main(void)
         cmocka_unit_test(test_bf16),              cmocka_unit_test(test_bulk_loads),
         cmocka_unit_test(test_bulk_stores),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest compare[] = {
+        cmocka_unit_test(test_simd_widen_all),
+        cmocka_unit_test(test_simd_first_bad),
+        cmocka_unit_test(test_simd_narrow_all),
+    };
+    mbx_half_set_simd(1);
+    print_message("SIMD paths (F16C/AVX2) %s\n",
+                  mbx_half_simd_active() ? "in use" : "not available: scalar alone");
+    int failed = cmocka_run_group_tests_name("default paths", tests, use_simd, NULL);
+    failed += cmocka_run_group_tests_name("scalar paths", tests, use_scalar, NULL);
+    failed += cmocka_run_group_tests_name("SIMD vs scalar", compare, use_simd, NULL);
+    return failed;
 }
