@@ -153,7 +153,7 @@ static mbx_image_input unit_input(const svc_split_job *j, int64_t i, int unit)
 static void match_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
-    for (int64_t i = unit; i < j->images; i += j->units) {
+    for (int64_t i; (i = atomic_fetch_add(&j->next_image, 1)) < j->images;) {
         if (!any_deferred(j)) {
             mbx_loss_match_image(j->loss, i, unit); /* errors are reduce's to report */
             continue;
@@ -236,7 +236,7 @@ static void grad_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
     const int64_t A = j->batch->num_anchors;
-    for (int64_t i = unit; i < j->images; i += j->units) {
+    for (int64_t i; (i = atomic_fetch_add(&j->next_image, 1)) < j->images;) {
         const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
         if (!any_deferred(j)) {
             unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp));
@@ -298,6 +298,7 @@ static void after_match(svc_job *job)
         svc_job_done(job);
         return;
     }
+    atomic_store(&j->next_image, 0);
     int rc = svc_job_phase(job, j->units, grad_unit, finish_tail, after_grad);
     if (rc != 0)
         phase_failed(j, rc);
@@ -310,6 +311,7 @@ static void after_parse(svc_job *job)
         svc_job_done(job);
         return;
     }
+    atomic_store(&j->next_image, 0);
     int rc = svc_job_phase(job, j->units, match_unit, reduce_tail, after_match);
     if (rc != 0)
         phase_failed(j, rc);

@@ -96,6 +96,11 @@ struct svc_split_job {
     int64_t *bad;            /* [2][B]: first bad value of each image's deferred inputs, or -1 */
     mbx_sparse_grad *sp;     /* [B] each image's slice of out */
     atomic_int unit_error;   /* first error a work unit returned (0: none); cannot happen */
+    /*
+     * The next image a unit of the running phase takes: images go to whichever
+     * unit is free (their costs differ), each unit working in its own slot.
+     */
+    atomic_llong next_image;
 };
 
 /* Moves j->out into *dst (zeroing j->out), so the answer owns it; free with svc_sparse_free. */

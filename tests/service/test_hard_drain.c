@@ -266,7 +266,15 @@ static void test_sigterm_under_load(void **state)
     assert_true(ok_after >= logged_in_flight - 1);
     /* The server answered exactly what the clients saw. */
     assert_int_equal(log_200, ok_before + ok_after);
-    assert_int_equal(log_503, draining + cut);
+    /*
+     * Every 503 a client saw is in the log.  The log may hold more, one per
+     * kept-alive client at most: a 503 written as the server closes that
+     * connection can reach the client as a dead connection, which curl
+     * retries on a new one and is refused (the README's "microseconds
+     * between these steps").
+     */
+    assert_true(log_503 >= draining + cut);
+    assert_true(log_503 - (draining + cut) <= CLIENTS / 2);
     assert_int_equal(log_all, log_200 + log_503);
     assert_int_equal(refused, CLIENTS); /* each client ended refused */
     /* Readiness turned while the drain was still going on (and fast: the

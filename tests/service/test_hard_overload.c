@@ -204,7 +204,14 @@ static void test_full_queue_answers_at_once(void **state)
                       .content_type = "application/json", .body = body, .len = body_len,
                       .expect_100 = 1};
         hard_do(&q, &r);
-        if (r.status == 503) {
+        if (r.status == 503 && r.t_body_sent != 0) {
+            /*
+             * The queue had room when the headers came (100 Continue) and was
+             * full again when the body had: the check at dispatch answered.
+             * Retry for the early answer.
+             */
+            assert_string_equal(hard_error_code(r.body, r.len), "overloaded");
+        } else if (r.status == 503) {
             seen = 1;
             assert_string_equal(hard_error_code(r.body, r.len), "overloaded");
             assert_string_equal(r.retry_after, "1");
