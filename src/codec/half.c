@@ -23,6 +23,7 @@
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define MBX_HALF_X86 1
+#include <cpuid.h>
 #define MBX_TARGET_F16C __attribute__((target("f16c,avx2")))
 #else
 #define MBX_HALF_X86 0
@@ -36,12 +37,32 @@ void mbx_half_set_simd(int enabled)
     atomic_store_explicit(&simd_allowed, enabled != 0, memory_order_relaxed);
 }
 
+#if MBX_HALF_X86
+/*
+ * F16C from CPUID leaf 1 (clang 14's __builtin_cpu_supports does not know
+ * "f16c"), asked once: CPUID traps to the hypervisor in a virtual machine.
+ * AVX2 from the compiler's runtime, which also checks that the OS saves
+ * the AVX registers (F16C needs that too).
+ */
+static atomic_int cpu_simd = -1; /* -1 not asked yet, else 0 or 1 */
+
+static int cpu_has_simd(void)
+{
+    int v = atomic_load_explicit(&cpu_simd, memory_order_relaxed);
+    if (v < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        v = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0 &&
+            __builtin_cpu_supports("avx2");
+        atomic_store_explicit(&cpu_simd, v, memory_order_relaxed);
+    }
+    return v;
+}
+#endif
+
 int mbx_half_simd_active(void)
 {
 #if MBX_HALF_X86
-    /* __builtin_cpu_supports reads what libgcc's constructor found: cheap enough per call. */
-    return atomic_load_explicit(&simd_allowed, memory_order_relaxed) &&
-           __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    return atomic_load_explicit(&simd_allowed, memory_order_relaxed) && cpu_has_simd();
 #else
     return 0;
 #endif
