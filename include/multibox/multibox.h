@@ -156,6 +156,17 @@ MBX_API void mbx_config_default(mbx_config *cfg);
  */
 MBX_API int mbx_config_validate(const mbx_config *cfg, int64_t num_classes, mbx_detail *detail);
 
+/*
+ * Checks one box (an anchor or a ground-truth box) as the core will use it:
+ * finite, with positive width and height, and in cxcywh with a size that
+ * does not vanish next to the centre once the box is made xyxy in double
+ * precision (a width of 1e-44 at x = 0.7 does).  Returns 0,
+ * MBX_E_NOT_FINITE or MBX_E_DEGENERATE_BOX; *why, when why is not NULL, gets
+ * a static description of the fault.  The codecs call it so that a request
+ * they accept is one the core accepts.
+ */
+MBX_API int mbx_box_check(const float box[4], mbx_box_format fmt, const char **why);
+
 /* ---------------------------------------------------------------- inputs */
 
 /* One image's ground truth; all pointers caller-owned, read-only. */

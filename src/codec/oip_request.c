@@ -278,6 +278,10 @@ static int check_boxes(const float *b, int64_t n, mbx_box_format fmt, const oip_
             else if (!(x[3] > 0))
                 bad = "height <= 0", lhs = x[3];
         }
+        /* The rest of the core's rule: a cxcywh size lost next to its centre. */
+        const char *why = NULL;
+        if (finite && !bad && mbx_box_check(x, fmt, &why) != 0)
+            bad = why, lhs = x[2] < x[3] ? x[2] : x[3];
         if (finite && !bad)
             continue;
         char where[64] = "";

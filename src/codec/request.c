@@ -383,6 +383,11 @@ static int check_box(const float *b, mbx_box_format fmt, const jpath *p, mbx_det
         if (!(b[3] > 0))
             return jpath_fail(d, MBX_E_DEGENERATE_BOX, p, "height %.9g <= 0", (double)b[3]);
     }
+    /* The rest of the core's rule (a size lost next to the centre). */
+    const char *why;
+    const int rc = mbx_box_check(b, fmt, &why);
+    if (rc != 0)
+        return jpath_fail(d, rc, p, "%s", why);
     return 0;
 }
 
@@ -390,9 +395,7 @@ static int check_boxes(const float *boxes, int64_t n, mbx_box_format fmt, jpath 
                        mbx_detail *d)
 {
     for (int64_t k = 0; k < n; k++) {
-        if ((fmt == MBX_BOX_XYXY && boxes[4 * k + 2] > boxes[4 * k] &&
-             boxes[4 * k + 3] > boxes[4 * k + 1]) ||
-            (fmt == MBX_BOX_CXCYWH && boxes[4 * k + 2] > 0 && boxes[4 * k + 3] > 0))
+        if (mbx_box_check(boxes + 4 * k, fmt, NULL) == 0)
             continue;
         size_t mark = jpath_index(p, k);
         int rc = check_box(boxes + 4 * k, fmt, p, d);

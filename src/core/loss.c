@@ -210,28 +210,15 @@ static int box_error(mbx_detail *d, int code, long long i, long long j, const ch
     return mbx_detail_set(d, code, "targets[%lld].boxes[%lld]: %s", i, j, what);
 }
 
-/* Checks one box given in fmt (finite, positive size) and converts it to xyxy double. */
+/* Checks one box given in fmt (mbx_box_check) and converts it to xyxy double. */
 static int check_box(const float *in, mbx_box_format fmt, double out[4], mbx_detail *d,
                      long long i, long long j)
 {
-    for (int k = 0; k < 4; k++)
-        if (!isfinite(in[k]))
-            return box_error(d, MBX_E_NOT_FINITE, i, j, "NaN or infinity");
-    if (fmt == MBX_BOX_CXCYWH) {
-        if (!(in[2] > 0.0f))
-            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "width <= 0");
-        if (!(in[3] > 0.0f))
-            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "height <= 0");
-    } else {
-        if (!(in[2] > in[0]))
-            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "x2 <= x1");
-        if (!(in[3] > in[1]))
-            return box_error(d, MBX_E_DEGENERATE_BOX, i, j, "y2 <= y1");
-    }
+    const char *why;
+    const int rc = mbx_box_check(in, fmt, &why);
+    if (rc != 0)
+        return box_error(d, rc, i, j, why);
     mbx_box_to_xyxy(in, fmt, out);
-    if (!(out[2] > out[0] && out[3] > out[1]))
-        return box_error(d, MBX_E_DEGENERATE_BOX, i, j,
-                         "size vanishes next to the centre in double precision");
     return 0;
 }
 
