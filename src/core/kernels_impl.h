@@ -126,47 +126,6 @@ KINL v8sf KFN(softplus_tail)(v8sf x)
 
 /* ---------------------------------------------------------------- ranking */
 
-/* Row maximum of z (softmax); adds the row's values to *fin (see sum_finite). */
-KINL float KFN(row_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
-{
-    v8sf mx = vset1(-FLT_MAX);
-    for (int64_t j = 0; j < g->nfull; j++) {
-        v8sf v = vload(z + 8 * j);
-        *fin += v;
-        mx = KVMAX(mx, v);
-    }
-    if (g->tail) {
-        v8sf vt = KFN(tail_load)(g, z, -FLT_MAX);
-        *fin += vand(tmask, vt);
-        mx = KVMAX(mx, vt);
-    }
-    return vhmax(mx);
-}
-
-/*
- * s = sum of e^(z_k - m) over every column but one maximal one: the terms
- * below the maximum plus (number of maxima - 1).
- */
-KINL float KFN(row_rest)(const krow *g, v8si tmask, const float *z, float m)
-{
-    const v8sf mv = vset1(m);
-    v8sf s = vset1(0.0f);
-    v8si cnt = vset1i(0);
-    for (int64_t j = 0; j < g->nfull; j++) {
-        v8sf d = vload(z + 8 * j) - mv;
-        s += vand(d < vset1(0.0f), KFN(vexp_neg)(d));
-        cnt += d == vset1(0.0f);
-    }
-    if (g->tail) {
-        v8sf d = KFN(tail_load)(g, z, -FLT_MAX) - mv;
-        s += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
-        cnt += tmask & (d == vset1(0.0f));
-    }
-    /* The sum in sum8's order, so a row ranks the same alone or among eight. */
-    const v4sf h = __builtin_shufflevector(s, s, 0, 2, 4, 6) + __builtin_shufflevector(s, s, 1, 3, 5, 7);
-    return ((h[0] + h[1]) + (h[2] + h[3])) + (float)(-vhsumi(cnt) - 1);
-}
-
 /*
  * The lane maxima of row z (the row maximum is their maximum); adds the
  * row's values to *fin (see sum_finite).
@@ -185,6 +144,50 @@ KINL v8sf KFN(row_lanes_max)(const krow *g, v8si tmask, const float *z, v8sf *fi
         mx = KVMAX(mx, vt);
     }
     return mx;
+}
+
+/*
+ * row_rest before its horizontal sums: *s gets the lanes of the terms below
+ * the maximum m, *cnt minus the lanes' counts of columns equal to m.
+ */
+KINL void KFN(row_rest_lanes)(const krow *g, v8si tmask, const float *z, float m, v8sf *s,
+                              v8si *cnt)
+{
+    const v8sf mv = vset1(m);
+    v8sf acc = vset1(0.0f);
+    v8si c = vset1i(0);
+    for (int64_t j = 0; j < g->nfull; j++) {
+        v8sf d = vload(z + 8 * j) - mv;
+        acc += vand(d < vset1(0.0f), KFN(vexp_neg)(d));
+        c += d == vset1(0.0f);
+    }
+    if (g->tail) {
+        v8sf d = KFN(tail_load)(g, z, -FLT_MAX) - mv;
+        acc += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
+        c += tmask & (d == vset1(0.0f));
+    }
+    *s = acc;
+    *cnt = c;
+}
+
+/* Row maximum of z (softmax); adds the row's values to *fin (see sum_finite). */
+KINL float KFN(row_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
+{
+    return vhmax(KFN(row_lanes_max)(g, tmask, z, fin));
+}
+
+/*
+ * s = sum of e^(z_k - m) over every column but one maximal one: the terms
+ * below the maximum plus (number of maxima - 1).
+ */
+KINL float KFN(row_rest)(const krow *g, v8si tmask, const float *z, float m)
+{
+    v8sf s;
+    v8si cnt;
+    KFN(row_rest_lanes)(g, tmask, z, m, &s, &cnt);
+    /* The sum in sum8's order, so a row ranks the same alone or among eight. */
+    const v4sf h = __builtin_shufflevector(s, s, 0, 2, 4, 6) + __builtin_shufflevector(s, s, 1, 3, 5, 7);
+    return ((h[0] + h[1]) + (h[2] + h[3])) + (float)(-vhsumi(cnt) - 1);
 }
 
 /*
@@ -239,30 +242,6 @@ KINL v8si KFN(sum8i)(const v8si v[8])
     const v8si hi = KFN(add_pairsi)(KFN(add_pairsi)(v[4], v[5]), KFN(add_pairsi)(v[6], v[7]));
     return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
            __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
-}
-
-/*
- * row_rest before its horizontal sums: *s gets the lanes of the terms below
- * the maximum m, *cnt minus the lanes' counts of columns equal to m.
- */
-KINL void KFN(row_rest_lanes)(const krow *g, v8si tmask, const float *z, float m, v8sf *s,
-                              v8si *cnt)
-{
-    const v8sf mv = vset1(m);
-    v8sf acc = vset1(0.0f);
-    v8si c = vset1i(0);
-    for (int64_t j = 0; j < g->nfull; j++) {
-        v8sf d = vload(z + 8 * j) - mv;
-        acc += vand(d < vset1(0.0f), KFN(vexp_neg)(d));
-        c += d == vset1(0.0f);
-    }
-    if (g->tail) {
-        v8sf d = KFN(tail_load)(g, z, -FLT_MAX) - mv;
-        acc += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
-        c += tmask & (d == vset1(0.0f));
-    }
-    *s = acc;
-    *cnt = c;
 }
 
 /*
