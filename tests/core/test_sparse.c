@@ -98,33 +98,13 @@ static void *unit_worker(void *p)
     return NULL;
 }
 
-/* Splits the B images between two threads in one of five ways (as test_split.c). */
-static void split_images(int mode, int64_t B, rng *r, int64_t *order[2], int64_t count[2])
-{
-    int64_t *perm = malloc((size_t)B * sizeof *perm);
-    for (int64_t i = 0; i < B; i++)
-        perm[i] = mode == 1 ? B - 1 - i : i;
-    if (mode == 3)
-        for (int64_t i = B - 1; i > 0; i--) {
-            int64_t j = rng_int(r, 0, i), t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
-    count[0] = count[1] = 0;
-    for (int64_t i = 0; i < B; i++) {
-        const int t = mode == 2 ? (int)(i % 2) : mode == 4 ? 0 : (i < B / 2 ? 0 : 1);
-        order[t][count[t]++] = perm[i];
-    }
-    free(perm);
-}
-
 static void phase(mbx_loss *l, const mbx_batch *b, sparse_run *run, int ph, int mode, rng *r,
                   int use_input, int outputs)
 {
     int64_t *order[2] = {malloc((size_t)b->batch * sizeof(int64_t)),
                          malloc((size_t)b->batch * sizeof(int64_t))};
     int64_t count[2];
-    split_images(ph == 0 ? mode : (mode + 3) % 5, b->batch, r, order, count);
+    split_images_2(ph == 0 ? mode : (mode + 3) % 5, b->batch, r, order, count);
     pthread_t th[2];
     unit_plan up[2];
     for (int t = 0; t < 2; t++) {

@@ -54,26 +54,6 @@ static void two_threads(mbx_loss *l, int phase, int64_t *order[2], const int64_t
         pthread_join(th[t], NULL);
 }
 
-/* Splits the B images between two threads in one of several ways. */
-static void split_images(int mode, int64_t B, rng *r, int64_t *order[2], int64_t count[2])
-{
-    int64_t *perm = malloc((size_t)B * sizeof *perm);
-    for (int64_t i = 0; i < B; i++)
-        perm[i] = mode == 1 ? B - 1 - i : i;
-    if (mode == 3)
-        for (int64_t i = B - 1; i > 0; i--) {
-            int64_t j = rng_int(r, 0, i), t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
-    count[0] = count[1] = 0;
-    for (int64_t i = 0; i < B; i++) {
-        const int t = mode == 2 ? (int)(i % 2) : mode == 4 ? 0 : (i < B / 2 ? 0 : 1);
-        order[t][count[t]++] = perm[i];
-    }
-    free(perm);
-}
-
 static void run_split(mbx_loss *l, const mbx_batch *b, test_result *tr, int mode, rng *r)
 {
     int64_t *order[2] = {malloc((size_t)b->batch * sizeof(int64_t)),
@@ -81,10 +61,10 @@ static void run_split(mbx_loss *l, const mbx_batch *b, test_result *tr, int mode
     int64_t count[2];
     mbx_detail d = {0, ""};
     assert_int_equal(mbx_loss_begin(l, b, &tr->r, &d), 0);
-    split_images(mode, b->batch, r, order, count);
+    split_images_2(mode, b->batch, r, order, count);
     two_threads(l, 0, order, count, 0);
     assert_int_equal(mbx_loss_reduce(l, &d), 0);
-    split_images((mode + 3) % 5, b->batch, r, order, count); /* another split for phase 2 */
+    split_images_2((mode + 3) % 5, b->batch, r, order, count); /* another split for phase 2 */
     two_threads(l, 1, order, count, mode % 2);
     assert_int_equal(mbx_loss_finish(l, &d), 0);
     free(order[0]);

@@ -225,3 +225,22 @@ double ref_conf_loss(mbx_conf_loss kind, int64_t C, double focal_alpha, double f
     }
     return sum;
 }
+
+void split_images_2(int mode, int64_t B, rng *r, int64_t *order[2], int64_t count[2])
+{
+    int64_t *perm = malloc((size_t)B * sizeof *perm);
+    for (int64_t i = 0; i < B; i++)
+        perm[i] = mode == 1 ? B - 1 - i : i;
+    if (mode == 3)
+        for (int64_t i = B - 1; i > 0; i--) {
+            int64_t j = rng_int(r, 0, i), t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+    count[0] = count[1] = 0;
+    for (int64_t i = 0; i < B; i++) {
+        const int t = mode == 2 ? (int)(i % 2) : mode == 4 ? 0 : (i < B / 2 ? 0 : 1);
+        order[t][count[t]++] = perm[i];
+    }
+    free(perm);
+}

@@ -63,6 +63,13 @@ void batch_free(test_batch *tb);
 double ref_conf_loss(mbx_conf_loss kind, int64_t C, double focal_alpha, double focal_gamma,
                      const float *z, int64_t target);
 
+/*
+ * Splits the B images between two threads in one of five ways (mode 0..4:
+ * halves, reversed halves, alternating, shuffled halves, all on thread 0):
+ * thread t gets order[t][0..count[t]), order[t] sized B by the caller.
+ */
+void split_images_2(int mode, int64_t B, rng *r, int64_t *order[2], int64_t count[2]);
+
 /* A context for batch b and cfg with num_slots slots; fails the test on error. */
 mbx_loss *loss_for(const mbx_config *cfg, const mbx_batch *b, int64_t max_boxes, int slots);
 
