@@ -299,14 +299,9 @@ int run_multiboxd(const char *const *args, const char *const *env, char **out)
 
 /* ------------------------------------------------------------------ HTTP */
 
-typedef struct sink {
-    char *data;
-    size_t len, cap;
-} sink;
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+size_t http_sink_write(char *p, size_t size, size_t nmemb, void *arg)
 {
-    sink *s = arg;
+    http_sink *s = arg;
     size_t n = size * nmemb;
     if (s->len + n + 1 > s->cap) {
         size_t cap = s->cap ? s->cap : 4096;
@@ -324,7 +319,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void copy_header(char *dst, size_t cap, const char *v, size_t n)
+void http_header_value(char *dst, size_t cap, const char *v, size_t n)
 {
     while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
         n--;
@@ -357,7 +352,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         size_t l = strlen(want[i].name);
         if (n >= l && strncasecmp(p, want[i].name, l) == 0)
-            copy_header((char *)r + want[i].off, want[i].cap, p + l, n - l);
+            http_header_value((char *)r + want[i].off, want[i].cap, p + l, n - l);
     }
     return n;
 }
@@ -384,7 +379,7 @@ long http_do(const http_req *req, http_resp *resp)
 {
     memset(resp, 0, sizeof *resp);
     CURL *c = req->curl ? req->curl : curl_easy_init();
-    sink body = {0};
+    http_sink body = {0};
     chunk_src src = {req->body, req->len, 0};
     struct curl_slist *hdrs = NULL;
     char ct[256];
@@ -392,7 +387,7 @@ long http_do(const http_req *req, http_resp *resp)
     curl_easy_setopt(c, CURLOPT_URL, req->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : 60000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_sink_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);

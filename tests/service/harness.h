@@ -80,6 +80,20 @@ typedef struct http_req {
 
 /* Performs req; fills *resp (free with http_resp_free).  Returns resp->status. */
 long http_do(const http_req *req, http_resp *resp);
+
+/*
+ * The pieces every libcurl client of these tests needs.  http_sink collects
+ * a body (always NUL-terminated, malloc'ed: the caller frees data);
+ * http_sink_write is its CURLOPT_WRITEFUNCTION.  http_header_value copies
+ * the value v[0..n) of a header line into dst[cap], without surrounding
+ * spaces and line ends, truncated to fit.
+ */
+typedef struct http_sink {
+    char *data;
+    size_t len, cap;
+} http_sink;
+size_t http_sink_write(char *p, size_t size, size_t nmemb, void *arg);
+void http_header_value(char *dst, size_t cap, const char *v, size_t n);
 long http_get(const char *url, http_resp *resp);
 long http_post_json(const char *url, const char *body, size_t len, http_resp *resp);
 void http_resp_free(http_resp *resp);

@@ -81,29 +81,7 @@ typedef struct xfer {
     hard_resp *resp;
     const char *body;
     size_t len, off;
-    char *data;
-    size_t dlen, dcap;
 } xfer;
-
-static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
-{
-    xfer *x = arg;
-    size_t n = size * nmemb;
-    if (x->dlen + n + 1 > x->dcap) {
-        size_t cap = x->dcap ? x->dcap : 4096;
-        while (cap < x->dlen + n + 1)
-            cap *= 2;
-        char *q = realloc(x->data, cap);
-        if (!q)
-            return 0;
-        x->data = q;
-        x->dcap = cap;
-    }
-    memcpy(x->data + x->dlen, p, n);
-    x->dlen += n;
-    x->data[x->dlen] = '\0';
-    return n;
-}
 
 static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
 {
@@ -116,20 +94,6 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *arg)
     if (x->off == x->len && !x->resp->t_body_sent)
         x->resp->t_body_sent = hard_now();
     return n;
-}
-
-static void copy_value(char *dst, size_t cap, const char *v, size_t n)
-{
-    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
-        n--;
-    while (n > 0 && *v == ' ') {
-        v++;
-        n--;
-    }
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, v, n);
-    dst[n] = '\0';
 }
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
@@ -158,7 +122,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         size_t l = strlen(want[i].name);
         if (n >= l && strncasecmp(p, want[i].name, l) == 0)
-            copy_value((char *)r + want[i].off, want[i].cap, p + l, n - l);
+            http_header_value((char *)r + want[i].off, want[i].cap, p + l, n - l);
     }
     return n;
 }
@@ -173,14 +137,15 @@ long hard_do(const hard_req *req, hard_resp *resp)
         return 0;
     }
     xfer x = {.resp = resp, .body = req->body, .len = req->len};
+    http_sink body = {0};
     struct curl_slist *hdrs = NULL;
     char ct[256];
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, req->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms ? req->timeout_ms : 120000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_sink_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, resp->curl_error);
@@ -217,8 +182,8 @@ long hard_do(const hard_req *req, hard_resp *resp)
     curl_slist_free_all(hdrs);
     if (!req->curl)
         curl_easy_cleanup(c);
-    resp->body = x.data ? x.data : strdup("");
-    resp->len = x.dlen;
+    resp->body = body.data ? body.data : strdup("");
+    resp->len = body.len;
     return resp->status;
 }
 

@@ -19,48 +19,10 @@
 #include <curl/curl.h>
 
 #include "half.h"
+#include "harness.h"
 #include "test_v2_util.h"
 
 /* ------------------------------------------------------------------ HTTP */
-
-typedef struct sink {
-    unsigned char *data;
-    size_t len, cap;
-} sink;
-
-static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-    sink *s = arg;
-    size_t n = size * nmemb;
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        unsigned char *d = realloc(s->data, cap);
-        if (!d)
-            return 0;
-        s->data = d;
-        s->cap = cap;
-    }
-    memcpy(s->data + s->len, p, n);
-    s->len += n;
-    s->data[s->len] = 0;
-    return n;
-}
-
-static void copy_value(char *dst, size_t cap, const char *v, size_t n)
-{
-    while (n > 0 && (*v == ' ' || *v == '\t')) {
-        v++;
-        n--;
-    }
-    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
-        n--;
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, v, n);
-    dst[n] = 0;
-}
 
 static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 {
@@ -72,14 +34,14 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
     size_t kn = (size_t)(colon - p), vn = n - kn - 1;
     const char *v = colon + 1;
     if (kn == 12 && strncasecmp(p, "Content-Type", kn) == 0)
-        copy_value(r->content_type, sizeof r->content_type, v, vn);
+        http_header_value(r->content_type, sizeof r->content_type, v, vn);
     else if (kn == 11 && strncasecmp(p, "Retry-After", kn) == 0)
-        copy_value(r->retry_after, sizeof r->retry_after, v, vn);
+        http_header_value(r->retry_after, sizeof r->retry_after, v, vn);
     else if (kn == 5 && strncasecmp(p, "Allow", kn) == 0)
-        copy_value(r->allow, sizeof r->allow, v, vn);
+        http_header_value(r->allow, sizeof r->allow, v, vn);
     else if (kn == 31 && strncasecmp(p, "Inference-Header-Content-Length", kn) == 0) {
         char num[32];
-        copy_value(num, sizeof num, v, vn);
+        http_header_value(num, sizeof num, v, vn);
         r->header_len = (size_t)strtoull(num, NULL, 10);
     }
     return n;
@@ -109,7 +71,7 @@ long v2_do(const v2_req *req, v2_resp *resp)
     memset(resp, 0, sizeof *resp);
     resp->header_len = SIZE_MAX;
     CURL *c = req->curl ? req->curl : curl_easy_init();
-    sink body = {0};
+    http_sink body = {0};
     chunk_src src = {req->body, req->len, 0};
     struct curl_slist *hdrs = NULL;
     char line[256];
@@ -117,7 +79,7 @@ long v2_do(const v2_req *req, v2_resp *resp)
     curl_easy_setopt(c, CURLOPT_URL, req->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_sink_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
@@ -157,7 +119,7 @@ long v2_do(const v2_req *req, v2_resp *resp)
         curl_easy_cleanup(c);
     if (!body.data)
         body.data = calloc(1, 1);
-    resp->body = body.data;
+    resp->body = (unsigned char *)body.data;
     resp->len = body.len;
     return resp->status;
 }
