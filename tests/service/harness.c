@@ -872,3 +872,17 @@ double metric_value(const char *text, const char *series)
     }
     return -1;
 }
+
+char *golden_body(const char *name, tensor_form form, json_t **expected)
+{
+    json_t *g = load_golden(name);
+    if (!g)
+        return NULL;
+    json_t *req = request_in_form(json_object_get(g, "request"), form);
+    char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+    if (body)
+        *expected = json_incref(json_object_get(g, "expected"));
+    json_decref(req);
+    json_decref(g);
+    return body;
+}

@@ -120,6 +120,13 @@ json_t *tensor_convert(const json_t *flat, tensor_form form);
 /* A golden request rewritten: every input tensor in form, answers in form. New reference. */
 json_t *request_in_form(const json_t *request, tensor_form form);
 
+/*
+ * Golden case `name`'s request in `form` as compact JSON text (malloc'ed,
+ * the caller frees it) and, in *expected, a new reference to its expected
+ * answer; NULL (and *expected untouched) when the case cannot be read.
+ */
+char *golden_body(const char *name, tensor_form form, json_t **expected);
+
 /* Decodes a TENSOR of any form; *data malloc'ed (doubles), shape up to 8 dims. 0 or -1. */
 int tensor_decode(const json_t *t, double **data, int64_t *shape, int *rank);
 

@@ -247,14 +247,9 @@ static json_t *tiny_expected;
 static int setup(void **state)
 {
     (void)state;
-    json_t *g = load_golden("tiny");
-    if (!g)
+    tiny_body = golden_body("tiny", FORM_FLAT, &tiny_expected);
+    if (!tiny_body)
         return -1;
-    json_t *req = request_in_form(json_object_get(g, "request"), FORM_FLAT);
-    tiny_body = json_dumps(req, JSON_COMPACT);
-    tiny_expected = json_incref(json_object_get(g, "expected"));
-    json_decref(req);
-    json_decref(g);
     return 0;
 }
 

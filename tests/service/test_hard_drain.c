@@ -43,14 +43,9 @@ static json_t *tiny_expected, *batch_expected;
 static int setup(void **state)
 {
     (void)state;
-    json_t *g = load_golden("tiny");
-    if (!g)
+    tiny_body = golden_body("tiny", FORM_B64, &tiny_expected);
+    if (!tiny_body)
         return -1;
-    json_t *req = request_in_form(json_object_get(g, "request"), FORM_B64);
-    tiny_body = json_dumps(req, JSON_COMPACT);
-    tiny_expected = json_incref(json_object_get(g, "expected"));
-    json_decref(req);
-    json_decref(g);
     batch_body = hard_batch_body(8, &batch_expected);
     return batch_body ? 0 : -1;
 }

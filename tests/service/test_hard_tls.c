@@ -44,14 +44,9 @@ static int setup(void **state)
     snprintf(cert, sizeof cert, "%s/cert.pem", dir);
     snprintf(key, sizeof key, "%s/key.pem", dir);
     snprintf(key2, sizeof key2, "%s/key.pem", dir2);
-    json_t *g = load_golden("tiny");
-    if (!g)
+    tiny_body = golden_body("tiny", FORM_B64, &tiny_expected);
+    if (!tiny_body)
         return -1;
-    json_t *req = request_in_form(json_object_get(g, "request"), FORM_B64);
-    tiny_body = json_dumps(req, JSON_COMPACT);
-    tiny_expected = json_incref(json_object_get(g, "expected"));
-    json_decref(req);
-    json_decref(g);
     return 0;
 }
 
