@@ -60,11 +60,13 @@ def oip_body(req, half, outputs):
     boxes = np.asarray([b for t in req["targets"] for b in t["boxes"]], dtype="<f4").reshape(-1, 4)
     labels = np.asarray([l for t in req["targets"] for l in t["labels"]], dtype="<i4")
     counts = np.asarray([len(t["labels"]) for t in req["targets"]], dtype="<i4")
-    tensors = [("loc", "FP16" if half else "FP32", loc.astype("<f2" if half else "<f4")),
-               ("conf", "FP16" if half else "FP32", conf.astype("<f2" if half else "<f4")),
-               ("anchors", "FP32", anchors.astype("<f4")),
+    # Anchors and targets first, then loc, then conf: multiboxd starts on an
+    # image as soon as its slices of loc and conf are in (mbx_oip_request_layout).
+    tensors = [("anchors", "FP32", anchors.astype("<f4")),
                ("gt_boxes", "FP32", boxes), ("gt_labels", "INT32", labels),
-               ("gt_counts", "INT32", counts)]
+               ("gt_counts", "INT32", counts),
+               ("loc", "FP16" if half else "FP32", loc.astype("<f2" if half else "<f4")),
+               ("conf", "FP16" if half else "FP32", conf.astype("<f2" if half else "<f4"))]
     params = parameters(req.get("config", {}))
     params["binary_data_output"] = True
     header = {"id": "e2e", "parameters": params,

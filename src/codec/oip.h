@@ -156,6 +156,29 @@ enum { MBX_OIP_INPUT_LOC = 0, MBX_OIP_INPUT_CONF = 1 };
 
 int mbx_oip_request_parse_ex(const uint8_t *body, size_t len, size_t header_len, unsigned flags,
                              mbx_oip_request **out, mbx_detail *detail);
+/*
+ * Where the inputs of a binary request lie (offsets from the body's first
+ * byte), read from the JSON header and the framing alone: a server may
+ * start on image i once the first mbx_oip_layout_image_end(l, i) bytes of
+ * the body are in, since parse reads only the bytes before prefix_end and
+ * image i's loss reads only its own slices of loc and conf.  Clients that
+ * send anchors and the gt_* inputs first, then loc, then conf, let it start
+ * early.  body holds at least header_len bytes; len is the whole body's
+ * length.  Returns 0, or -1 when the request has no such layout (no header
+ * length, loc or conf as JSON data or not [B, A, w], framing the parse will
+ * reject): then it is read whole before anything starts.
+ */
+typedef struct mbx_oip_layout {
+    int64_t batch;            /* B */
+    size_t prefix_end;        /* end of the header and of every input but loc and conf */
+    size_t loc_offset, loc_image_bytes;
+    size_t conf_offset, conf_image_bytes;
+} mbx_oip_layout;
+int mbx_oip_request_layout(const uint8_t *body, size_t len, size_t header_len,
+                           mbx_oip_layout *out);
+/* The body bytes that must be in before image (0 <= image < batch) can start. */
+size_t mbx_oip_layout_image_end(const mbx_oip_layout *l, int64_t image);
+
 /* 1 when input (MBX_OIP_INPUT_LOC or _CONF) was deferred by the parse. */
 int mbx_oip_request_deferred(const mbx_oip_request *req, int input);
 /*

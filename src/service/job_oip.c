@@ -74,6 +74,8 @@ static int header_length(const svc_request *r, size_t *len)
     return 0;
 }
 
+static void follow_upload(svc_request *r, size_t header_len);
+
 int svc_oip_begin(svc_request *r)
 {
     const svc_config *cfg = &r->app->cfg;
@@ -118,6 +120,8 @@ int svc_oip_begin(svc_request *r)
         return -1;
     }
     r->body_offset = (BODY_ALIGN - hl % BODY_ALIGN) % BODY_ALIGN;
+    if (r->has_length && hl < r->content_length)
+        follow_upload(r, hl);
     return 0;
 }
 
@@ -129,6 +133,10 @@ typedef struct oip_job {
     mbx_oip_request *parsed;
     mbx_result result;
     int result_allocated;
+    /* Following the upload (HTTP thread): the layout once the header is in. */
+    int layout_state;   /* 0 not yet read, 1 read */
+    mbx_oip_layout layout;
+    int64_t ready;      /* images whose bytes are in, as told to the job */
 } oip_job;
 
 /* What a 200 answer's pieces point into; freed by libmicrohttpd's callback. */
@@ -166,7 +174,7 @@ static int oip_parse(svc_split_job *sj, mbx_detail *d)
      * the body too and are widened one image at a time by the match units
      * (ops->load), never as whole float32 copies.
      */
-    int rc = mbx_oip_request_parse_ex(body, req->body_len, j->header_len,
+    int rc = mbx_oip_request_parse_ex(body, sj->body_bytes, j->header_len,
                                       MBX_OIP_PARSE_DEFER_INPUTS, &j->parsed, d);
     if (rc != 0)
         return rc;
@@ -225,7 +233,8 @@ static void oip_release(svc_split_job *sj)
     j->result_allocated = 0;
     mbx_oip_request_free(j->parsed);
     j->parsed = NULL;
-    free_body(sj->req);
+    if (!sj->streaming) /* a streaming body is freed once the upload is over too */
+        free_body(sj->req);
 }
 
 static int64_t oip_load(svc_split_job *sj, int input, int64_t image, const int32_t *rows,
@@ -243,10 +252,86 @@ static int oip_load_fail(svc_split_job *sj, int input, int64_t image, int64_t in
 static const svc_split_ops oip_ops = {oip_parse, oip_render, oip_release, oip_load,
                                       oip_load_fail};
 
-void svc_handle_v2_infer(svc_request *req)
+/* Stops following the upload: the request is read whole, then dispatched. */
+static void unfollow(svc_request *r)
+{
+    r->on_progress = NULL;
+}
+
+/*
+ * HTTP thread, after each chunk of a binary request with a Content-Length:
+ * once the header is in, its layout; once every byte the parse reads is
+ * in, the job starts (streaming); then the images whose loc and conf
+ * slices are complete are handed to it.  Anything unusual (no layout,
+ * nothing to gain, a full pool) leaves the request to the usual path.
+ */
+static void on_progress(svc_request *r)
+{
+    oip_job *j = r->hook_data;
+    if (!j->layout_state) {
+        if (r->body_len < j->header_len)
+            return;
+        const uint8_t *body = (const uint8_t *)r->body + r->body_offset;
+        if (mbx_oip_request_layout(body, (size_t)r->content_length, j->header_len, &j->layout) !=
+                0 ||
+            mbx_oip_layout_image_end(&j->layout, 0) >= r->content_length) {
+            unfollow(r);
+            return;
+        }
+        j->layout_state = 1;
+    }
+    if (!j->base.streaming) {
+        if (r->body_len < j->layout.prefix_end)
+            return;
+        if (svc_split_dispatch_early(r, &j->base, &oip_ops, (size_t)r->content_length) != 0) {
+            unfollow(r);
+            return;
+        }
+    }
+    int64_t n = j->ready;
+    while (n < j->layout.batch && mbx_oip_layout_image_end(&j->layout, n) <= r->body_len)
+        n++;
+    if (n > j->ready) {
+        j->ready = n;
+        svc_split_ready(&j->base, n);
+    }
+}
+
+/* HTTP thread: the connection ended before the body did. */
+static int on_abandon(svc_request *r)
+{
+    oip_job *j = r->hook_data;
+    r->hook_data = NULL;
+    r->on_progress = NULL;
+    r->on_abandon = NULL;
+    if (j->base.streaming)
+        return svc_split_abandon(&j->base);
+    free(j);
+    return 0;
+}
+
+static void follow_upload(svc_request *r, size_t header_len)
 {
     oip_job *j = calloc(1, sizeof *j);
-    if (!j) {
+    if (!j)
+        return; /* the handler tries again, and answers 500 if it fails too */
+    j->header_len = header_len;
+    r->hook_data = j;
+    r->on_progress = on_progress;
+    r->on_abandon = on_abandon;
+}
+
+void svc_handle_v2_infer(svc_request *req)
+{
+    oip_job *j = req->hook_data;
+    req->hook_data = NULL;
+    req->on_progress = NULL;
+    req->on_abandon = NULL;
+    if (j && j->base.streaming) {
+        svc_split_body_done(&j->base);
+        return;
+    }
+    if (!j && !(j = calloc(1, sizeof *j))) {
         svc_request_fail(req, MBX_E_OUT_OF_MEMORY, "out of memory");
         return;
     }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "memory.h"
+#include "metrics.h"
 #include "request.h"
 
 void svc_sparse_free(svc_sparse_out *s)
@@ -150,10 +151,26 @@ static mbx_image_input unit_input(const svc_split_job *j, int64_t i, int unit)
     return in;
 }
 
+/* The next image below limit for a unit to take, or -1 when there is none. */
+static int64_t take_image(svc_split_job *j, int64_t limit)
+{
+    long long i = atomic_load(&j->next_image);
+    while (i < limit && !atomic_compare_exchange_weak(&j->next_image, &i, i + 1)) {
+    }
+    return i < limit ? (int64_t)i : -1;
+}
+
+/* The images that are in (streaming: as far as the upload has come, read anew each time). */
+static int64_t images_in(svc_split_job *j)
+{
+    const long long ready = atomic_load(&j->ready);
+    return ready < j->images ? (int64_t)ready : j->images;
+}
+
 static void match_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
-    for (int64_t i; (i = atomic_fetch_add(&j->next_image, 1)) < j->images;) {
+    for (int64_t i; (i = take_image(j, images_in(j))) >= 0;) {
         if (!any_deferred(j)) {
             mbx_loss_match_image(j->loss, i, unit); /* errors are reduce's to report */
             continue;
@@ -232,11 +249,19 @@ static void reduce_tail(svc_job *job)
         fail(j, rc, &d);
 }
 
+/* The tail of a run of match units: the reduction, once every image is matched. */
+static void match_tail(svc_job *job)
+{
+    svc_split_job *j = (svc_split_job *)job;
+    if (atomic_load(&j->next_image) >= j->images)
+        reduce_tail(job);
+}
+
 static void grad_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
     const int64_t A = j->batch->num_anchors;
-    for (int64_t i; (i = atomic_fetch_add(&j->next_image, 1)) < j->images;) {
+    for (int64_t i; (i = take_image(j, j->images)) >= 0;) {
         const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
         if (!any_deferred(j)) {
             unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp));
@@ -291,6 +316,8 @@ static void after_grad(svc_job *job)
     svc_job_done(job);
 }
 
+static void match_more(svc_split_job *j);
+
 static void after_match(svc_job *job)
 {
     svc_split_job *j = (svc_split_job *)job;
@@ -298,10 +325,51 @@ static void after_match(svc_job *job)
         svc_job_done(job);
         return;
     }
+    if (atomic_load(&j->next_image) < j->images) { /* streaming: more images to come */
+        match_more(j);
+        return;
+    }
     atomic_store(&j->next_image, 0);
     int rc = svc_job_phase(job, j->units, grad_unit, finish_tail, after_grad);
     if (rc != 0)
         phase_failed(j, rc);
+}
+
+/*
+ * Loop thread: matches the images that are in and not yet matched, on up
+ * to j->units units, or parks the job until svc_split_ready or
+ * svc_split_abandon pokes it.  Without streaming every image is in at once.
+ */
+static void match_more(svc_split_job *j)
+{
+    svc_job *job = &j->job;
+    if (atomic_load(&j->abandoned)) {
+        mbx_detail d = {0};
+        mbx_detail_set(&d, MBX_E_INTERNAL, "the client went away during the upload");
+        fail(j, MBX_E_INTERNAL, &d);
+        svc_job_done(job);
+        return;
+    }
+    const int64_t ready = images_in(j), next = atomic_load(&j->next_image);
+    if (ready <= next) {
+        j->waiting = 1;
+        svc_job_park(job);
+        return;
+    }
+    j->waiting = 0;
+    svc_job_unpark(job);
+    const int units = ready - next < j->units ? (int)(ready - next) : j->units;
+    int rc = svc_job_phase(job, units, match_unit, match_tail, after_match);
+    if (rc != 0)
+        phase_failed(j, rc);
+}
+
+/* Loop thread: more images are in, or the client went away. */
+static void split_poke(svc_job *job)
+{
+    svc_split_job *j = (svc_split_job *)job;
+    if (j->waiting)
+        match_more(j);
 }
 
 static void after_parse(svc_job *job)
@@ -312,9 +380,7 @@ static void after_parse(svc_job *job)
         return;
     }
     atomic_store(&j->next_image, 0);
-    int rc = svc_job_phase(job, j->units, match_unit, reduce_tail, after_match);
-    if (rc != 0)
-        phase_failed(j, rc);
+    match_more(j);
 }
 
 static void split_start(svc_job *job)
@@ -330,25 +396,109 @@ static void split_start(svc_job *job)
         phase_failed(j, rc);
 }
 
+enum { SPLIT_BODY_DONE = 1, SPLIT_JOB_DONE = 2, SPLIT_ABANDONED = 4 };
+
+/* The body is no longer written (complete or abandoned) nor read (job done). */
+static void free_body(svc_request *req)
+{
+    free(req->body);
+    req->body = NULL;
+    req->body_len = req->body_cap = 0;
+}
+
 static void split_complete(svc_job *job)
 {
     svc_split_job *j = (svc_split_job *)job;
     svc_request *req = j->req;
     release(j); /* already done on every path; kept as a guard */
-    free(j);
     svc_memory_note_work();
-    svc_request_resume(req);
+    if (!j->streaming) {
+        free(j);
+        svc_request_resume(req);
+        return;
+    }
+    /* The side that comes second ends the request (svc_split_body_done, svc_split_abandon). */
+    const int was = atomic_fetch_or(&j->handoff, SPLIT_JOB_DONE);
+    if (was & SPLIT_ABANDONED) {
+        free(j);
+        svc_request_free(req);
+    } else if (was & SPLIT_BODY_DONE) {
+        free(j);
+        free_body(req);
+        svc_request_resume(req);
+    }
 }
 
-void svc_split_dispatch(svc_request *req, svc_split_job *j, const svc_split_ops *ops)
+static void init_job(svc_request *req, svc_split_job *j, const svc_split_ops *ops)
 {
     j->ops = ops;
     j->req = req;
     j->job.start = split_start;
     j->job.complete = split_complete;
+    j->job.poke = split_poke;
+    atomic_store(&j->ready, INT64_MAX);
+}
+
+void svc_split_dispatch(svc_request *req, svc_split_job *j, const svc_split_ops *ops)
+{
+    init_job(req, j, ops);
+    j->body_bytes = req->body_len;
     svc_request_dispatch(req, &j->job);
     if (req->state != SVC_REQ_WAITING) { /* refused (overloaded): never enqueued */
         release(j);
         free(j);
     }
+}
+
+int svc_split_dispatch_early(svc_request *req, svc_split_job *j, const svc_split_ops *ops,
+                             size_t body_bytes)
+{
+    init_job(req, j, ops);
+    j->streaming = 1;
+    j->body_bytes = body_bytes;
+    atomic_store(&j->ready, 0);
+    if (svc_pool_reserve(req->app->pool) != 0) {
+        j->streaming = 0;
+        return -1;
+    }
+    svc_pool_enqueue(req->app->pool, &j->job);
+    if (req->app->metrics)
+        svc_metrics_count_streamed(req->app->metrics);
+    return 0;
+}
+
+void svc_split_ready(svc_split_job *j, int64_t n)
+{
+    if (n > atomic_load(&j->ready)) {
+        atomic_store(&j->ready, n);
+        svc_job_poke(&j->job);
+    }
+}
+
+void svc_split_body_done(svc_split_job *j)
+{
+    svc_request *req = j->req;
+    if (atomic_load(&j->handoff) & SPLIT_JOB_DONE) { /* it ended early: an error */
+        free(j);
+        free_body(req);
+        req->state = SVC_REQ_RESPOND;
+        return;
+    }
+    svc_request_suspend(req);
+    if (atomic_fetch_or(&j->handoff, SPLIT_BODY_DONE) & SPLIT_JOB_DONE) {
+        free(j); /* it ended between the two lines above */
+        free_body(req);
+        svc_request_resume(req);
+    }
+}
+
+int svc_split_abandon(svc_split_job *j)
+{
+    atomic_store(&j->abandoned, 1);
+    svc_job_poke(&j->job);
+    if (atomic_fetch_or(&j->handoff, SPLIT_ABANDONED) & SPLIT_JOB_DONE) {
+        free(j);
+        return 0;
+    }
+    return 1;
 }

@@ -101,6 +101,14 @@ struct svc_split_job {
      * unit is free (their costs differ), each unit working in its own slot.
      */
     atomic_llong next_image;
+    int waiting;             /* loop thread: parked until more images are in */
+
+    /* Streaming (svc_split_dispatch_early): the body still arrives. */
+    int streaming;
+    size_t body_bytes;       /* the whole body's length, which parse must use */
+    atomic_llong ready;      /* images whose bytes are in (all, when not streaming) */
+    atomic_int abandoned;    /* the client went away: end at the next step */
+    atomic_int handoff;      /* SPLIT_BODY_DONE | SPLIT_JOB_DONE | SPLIT_ABANDONED */
 };
 
 /* Moves j->out into *dst (zeroing j->out), so the answer owns it; free with svc_sparse_free. */
@@ -117,5 +125,30 @@ mbx_sparse_grads svc_sparse_view(const svc_sparse_out *s);
  * the answer), ops->release runs and j is freed at once.
  */
 void svc_split_dispatch(struct svc_request *req, svc_split_job *j, const svc_split_ops *ops);
+
+/*
+ * Streaming: the loss starts while the body still arrives, image by image.
+ *
+ * HTTP thread, during the upload, once every byte parse reads is in (the
+ * JSON header and every input but loc and conf; the bytes of loc and conf
+ * are not read before svc_split_ready says so): starts j as
+ * svc_split_dispatch does, but with the connection left running and
+ * body_bytes as the body's full length.  Returns 0, or -1 when the pool
+ * has no room (nothing was started: dispatch at the end as usual).
+ *
+ * Then, on the same thread: svc_split_ready as the bytes of more images
+ * arrive (images 0..n-1 are complete in the body), svc_split_body_done
+ * once the body is complete (instead of svc_split_dispatch), or
+ * svc_split_abandon when the connection ends first.  The job runs ahead
+ * as far as the images allow and parks in between, holding no worker and
+ * no run slot, so a slow upload delays only itself.  Until the body is
+ * done or abandoned, the job never frees the body, the request or j.
+ */
+int svc_split_dispatch_early(struct svc_request *req, svc_split_job *j, const svc_split_ops *ops,
+                             size_t body_bytes);
+void svc_split_ready(svc_split_job *j, int64_t n);
+void svc_split_body_done(svc_split_job *j);
+/* Returns 1 when the job will free req once it ends, 0 when the caller frees it now. */
+int svc_split_abandon(svc_split_job *j);
 
 #endif

@@ -50,6 +50,7 @@ struct svc_metrics {
     int nhandlers;
     handler_stats *handlers;
     histogram compute, queue_wait;
+    uint64_t streamed;
 };
 
 static void hist_init(histogram *h, const double *bounds, int n)
@@ -135,6 +136,13 @@ void svc_metrics_observe_queue_wait(svc_metrics *m, double seconds)
     pthread_mutex_unlock(&m->mu);
 }
 
+void svc_metrics_count_streamed(svc_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->streamed++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void header(svc_buf *b, const char *name, const char *type, const char *help)
 {
     svc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -202,6 +210,10 @@ int svc_metrics_render(svc_metrics *m, const svc_gauges *g, char **out, size_t *
     header(&b, "multibox_queue_wait_seconds", "histogram",
            "Time a job waited for a free worker.");
     hist_render(&b, "multibox_queue_wait_seconds", "", &m->queue_wait);
+    header(&b, "multibox_streamed_requests_total", "counter",
+           "Inference requests whose loss started while their body was still arriving.");
+    svc_buf_printf(&b, "multibox_streamed_requests_total %llu\n",
+                   (unsigned long long)m->streamed);
     pthread_mutex_unlock(&m->mu);
 
     header(&b, "multibox_queue_depth", "gauge", "Requests waiting for a worker.");

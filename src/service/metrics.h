@@ -34,6 +34,8 @@ void svc_metrics_observe_request(svc_metrics *m, int handler, int status, uint64
 void svc_metrics_observe_compute(svc_metrics *m, double seconds);
 /* Time a job waited for a worker. */
 void svc_metrics_observe_queue_wait(svc_metrics *m, double seconds);
+/* A request's loss started while its body was still arriving. */
+void svc_metrics_count_streamed(svc_metrics *m);
 
 /*
  * Renders every metric as Prometheus text; *out is malloc'ed and

@@ -20,6 +20,7 @@ struct svc_pool {
     pthread_mutex_t mu;
     svc_job *inbox_head, *inbox_tail; /* handed over by other threads, under mu */
     svc_job *fifo_head, *fifo_tail;   /* loop thread only */
+    svc_job *poked;                   /* jobs to poke, under mu */
     int running;                      /* loop thread only */
     atomic_llong admitted;            /* reserved and not done */
     atomic_llong waiting;             /* reserved and not started */
@@ -57,6 +58,20 @@ static void on_async(uv_async_t *h)
     svc_job *head = pool->inbox_head, *tail = pool->inbox_tail;
     pool->inbox_head = pool->inbox_tail = NULL;
     pthread_mutex_unlock(&pool->mu);
+    /* One job at a time off the poke list: a poke may end (and free) its job,
+     * which then takes itself off the list under the mutex. */
+    for (;;) {
+        pthread_mutex_lock(&pool->mu);
+        svc_job *job = pool->poked;
+        if (job) {
+            pool->poked = job->poke_next;
+            job->poke_listed = 0;
+        }
+        pthread_mutex_unlock(&pool->mu);
+        if (!job)
+            break;
+        job->poke(job);
+    }
     if (head) {
         if (pool->fifo_tail)
             pool->fifo_tail->next = head;
@@ -203,9 +218,53 @@ int svc_job_phase(svc_job *job, int units, svc_unit_fn unit, svc_job_fn tail, sv
     return 0;
 }
 
+void svc_job_park(svc_job *job)
+{
+    if (job->parked)
+        return;
+    job->parked = 1;
+    job->pool->running--;
+    schedule(job->pool);
+}
+
+void svc_job_unpark(svc_job *job)
+{
+    if (!job->parked)
+        return;
+    job->parked = 0;
+    job->pool->running++;
+}
+
+void svc_job_poke(svc_job *job)
+{
+    svc_pool *pool = job->pool;
+    pthread_mutex_lock(&pool->mu);
+    int send = 0;
+    if (!job->finished && !job->poke_listed && job->poke) {
+        job->poke_listed = 1;
+        job->poke_next = pool->poked;
+        pool->poked = job;
+        send = 1;
+    }
+    pthread_mutex_unlock(&pool->mu);
+    if (send)
+        uv_async_send(&pool->async);
+}
+
 void svc_job_done(svc_job *job)
 {
     svc_pool *pool = job->pool;
+    svc_job_unpark(job);
+    pthread_mutex_lock(&pool->mu);
+    job->finished = 1;
+    if (job->poke_listed) {
+        svc_job **p = &pool->poked;
+        while (*p != job)
+            p = &(*p)->poke_next;
+        *p = job->poke_next;
+        job->poke_listed = 0;
+    }
+    pthread_mutex_unlock(&pool->mu);
     if (pool->metrics && !job->internal)
         svc_metrics_observe_compute(pool->metrics,
                                     (double)(svc_now_ns() - job->t_start_ns) * 1e-9);

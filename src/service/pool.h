@@ -34,6 +34,7 @@ struct svc_job {
     /* Set by the owner before svc_pool_enqueue. */
     svc_job_fn start;    /* the job left the queue: call svc_job_phase or svc_job_done */
     svc_job_fn complete; /* after svc_job_done: the pool no longer touches the job */
+    svc_job_fn poke;     /* loop thread, after svc_job_poke (NULL: pokes are ignored) */
     int internal;        /* 1: not an HTTP request (start-up work), no metrics */
 
     /* Private to the pool. */
@@ -47,6 +48,10 @@ struct svc_job {
     svc_job_fn tail_fn;            /* runs on the worker that finishes a phase last */
     svc_job_fn phase_done;         /* loop thread, once every unit of the phase is done */
     uint64_t t_enqueue_ns, t_start_ns;
+    int parked;                    /* loop thread: waiting for its input, no run slot held */
+    int finished;                  /* under the pool's mutex: svc_job_done has run */
+    int poke_listed;               /* under the pool's mutex: in the poke list */
+    svc_job *poke_next;
 };
 
 /*
@@ -85,6 +90,22 @@ int svc_job_phase(svc_job *job, int units, svc_unit_fn unit, svc_job_fn tail, sv
 
 /* Loop thread: the job is over; releases its place and calls job->complete. */
 void svc_job_done(svc_job *job);
+
+/*
+ * A job that waits for input still arriving (a request body read while
+ * the loss already runs): svc_job_park gives its run slot to the queue, so
+ * a slow client never keeps other jobs from starting, and svc_job_unpark
+ * takes it back (even when the slots are full: the job's input is in, so
+ * it finishes as soon as it can).  Both on the loop thread, between phases.
+ */
+void svc_job_park(svc_job *job);
+void svc_job_unpark(svc_job *job);
+/*
+ * Any thread: runs job->poke(job) on the loop thread soon (several pokes
+ * before it runs make one call).  The caller must know the job is not
+ * freed yet; a poke that arrives after svc_job_done is dropped.
+ */
+void svc_job_poke(svc_job *job);
 
 /* Monotonic nanoseconds, shared by the service for durations. */
 uint64_t svc_now_ns(void);

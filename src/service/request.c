@@ -248,6 +248,8 @@ void svc_request_data(svc_request *r, const char *data, size_t n)
     }
     memcpy(r->body + r->body_offset + r->body_len, data, n);
     r->body_len += n;
+    if (r->on_progress)
+        r->on_progress(r);
 }
 
 void svc_request_body_done(svc_request *r)
@@ -270,10 +272,15 @@ void svc_request_dispatch(svc_request *r, struct svc_job *job)
         svc_request_fail(r, MBX_E_OVERLOADED, "server is overloaded, retry later");
         return;
     }
-    r->state = SVC_REQ_WAITING;
     /* Suspend before the job can finish and resume. */
-    MHD_suspend_connection(r->conn);
+    svc_request_suspend(r);
     svc_pool_enqueue(pool, job);
+}
+
+void svc_request_suspend(svc_request *r)
+{
+    r->state = SVC_REQ_WAITING;
+    MHD_suspend_connection(r->conn);
 }
 
 void svc_request_resume(svc_request *r)

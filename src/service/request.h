@@ -51,6 +51,16 @@ typedef struct svc_request {
     svc_response response;
     uint64_t t_start_ns;
     int in_flight;            /* counted in the in-flight gauge */
+
+    /*
+     * Set by a handler at header time to follow the upload (HTTP thread):
+     * on_progress after each stored chunk; on_abandon when the connection
+     * ends before the request has an answer queued, returning 1 when it
+     * takes over freeing the request (a job still running), else 0.
+     */
+    void (*on_progress)(struct svc_request *req);
+    int (*on_abandon)(struct svc_request *req);
+    void *hook_data;
 } svc_request;
 
 /* HTTP thread: a request whose headers have arrived; NULL when out of memory. */
@@ -79,6 +89,8 @@ void svc_request_respond(svc_request *req);
  * The job's complete callback must end with svc_request_resume().
  */
 void svc_request_dispatch(svc_request *req, struct svc_job *job);
+/* HTTP thread: suspends the connection while a job runs (state WAITING). */
+void svc_request_suspend(svc_request *req);
 /* Loop thread, job complete: req->response is set; wakes the connection. */
 void svc_request_resume(svc_request *req);
 

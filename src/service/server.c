@@ -292,6 +292,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     svc_log_request(r->method, r->path, status, r->bytes_in, out, seconds);
     if (r->in_flight)
         atomic_fetch_sub(&s->in_flight, 1);
+    if (r->on_abandon && r->on_abandon(r))
+        return; /* a job still reads the request; it frees it when it ends */
     svc_request_free(r);
 }
 

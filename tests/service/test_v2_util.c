@@ -78,7 +78,7 @@ long v2_do(const v2_req *req, v2_resp *resp)
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, req->url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 120000L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms > 0 ? req->timeout_ms : 120000L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_sink_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -179,32 +179,42 @@ static double round_half(double v, const char *to)
 }
 
 
-static const char *const every_output[] = {
+const char *const v2_every_output[V2_NUM_OUTPUTS] = {
     "loss", "conf_loss", "loc_loss", "normalizer", "num_positives", "num_negatives",
     "per_image_loss", "grad_loc", "grad_conf", "grad_loc_rows", "grad_loc_values",
     "grad_conf_rows", "grad_conf_values"};
+
+/* Input t of the golden request (0 loc, 1 conf, 2 anchors) as the form says. */
+static void add_golden_input(const json_t *request, const v2_form *f, json_t *inputs,
+                             tu_bytes *bin, int t)
+{
+    static const char *const names[3] = {"loc", "conf", "anchors"};
+    int64_t shape[4];
+    int rank;
+    size_t n;
+    double *v = tu_tensor_values(json_object_get(request, names[t]), &n, shape, &rank);
+    const char *dt = "FP32";
+    if (t < 2) {
+        if (f->loc_dtype)
+            dt = f->loc_dtype;
+        if (t == 1 && f->conf_dtype)
+            dt = f->conf_dtype;
+        for (size_t i = 0; i < n; i++)
+            v[i] = round_half(v[i], f->round_to);
+    }
+    tu_add_input(inputs, bin, names[t], dt, rank, shape, v, n, f->binary_in);
+    free(v);
+}
 
 void v2_build(const json_t *request, const v2_form *f, v2_built *out)
 {
     json_t *header = json_object(), *inputs = json_array(), *params = json_object();
     tu_bytes bin = {0};
-    int64_t shape[4];
-    int rank;
-    size_t n;
-    const char *order[3] = {"loc", "conf", "anchors"};
-    for (int t = 0; t < 3; t++) {
-        double *v = tu_tensor_values(json_object_get(request, order[t]), &n, shape, &rank);
-        const char *dt = "FP32";
-        if (t < 2) {
-            if (f->loc_dtype)
-                dt = f->loc_dtype;
-            if (t == 1 && f->conf_dtype)
-                dt = f->conf_dtype;
-            for (size_t i = 0; i < n; i++)
-                v[i] = round_half(v[i], f->round_to);
-        }
-        tu_add_input(inputs, &bin, order[t], dt, rank, shape, v, n, f->binary_in);
-        free(v);
+    if (f->targets_first) {
+        add_golden_input(request, f, inputs, &bin, 2);
+    } else {
+        for (int t = 0; t < 3; t++)
+            add_golden_input(request, f, inputs, &bin, t);
     }
     const json_t *targets = json_object_get(request, "targets");
     size_t B = json_array_size(targets), N = 0;
@@ -236,6 +246,9 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
     tu_add_input(inputs, &bin, "gt_counts", "INT32", 1, sb, counts, B, f->binary_in);
     if (any_difficult)
         tu_add_input(inputs, &bin, "gt_difficult", "BOOL", 1, s1, diff, N, f->binary_in);
+    if (f->targets_first)
+        for (int t = 0; t < 2; t++)
+            add_golden_input(request, f, inputs, &bin, t);
     free(boxes);
     free(labels);
     free(diff);
@@ -261,8 +274,8 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
         json_object_set_new(params, "gradient_datatype", json_string(f->gradient_datatype));
     if (f->all_outputs) {
         json_t *outs = json_array();
-        for (size_t i = 0; i < sizeof every_output / sizeof every_output[0]; i++)
-            json_array_append_new(outs, json_pack("{s:s}", "name", every_output[i]));
+        for (size_t i = 0; i < V2_NUM_OUTPUTS; i++)
+            json_array_append_new(outs, json_pack("{s:s}", "name", v2_every_output[i]));
         json_object_set_new(header, "outputs", outs);
     } else if (f->outputs) {
         json_t *outs = json_array();
@@ -283,6 +296,27 @@ void v2_build(const json_t *request, const v2_form *f, v2_built *out)
     free(text);
     tu_free(&bin);
     json_decref(header);
+}
+
+size_t v2_input_offset(const v2_built *b, const char *name, size_t *size)
+{
+    json_t *h = json_loadb((const char *)b->body.data, b->header_len, 0, NULL);
+    assert_non_null(h);
+    size_t off = b->header_len, i;
+    json_t *in;
+    json_array_foreach(json_object_get(h, "inputs"), i, in) {
+        const json_t *bs = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
+        const size_t n = bs ? (size_t)json_integer_value(bs) : 0;
+        if (bs && strcmp(json_string_value(json_object_get(in, "name")), name) == 0) {
+            json_decref(h);
+            *size = n;
+            return off;
+        }
+        off += n;
+    }
+    json_decref(h);
+    fail_msg("no binary input %s", name);
+    return 0;
 }
 
 long v2_post_built(const char *url, const v2_built *b, const char *content_type, v2_resp *resp)

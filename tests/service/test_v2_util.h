@@ -17,6 +17,10 @@
 
 #define V2_INFER "/v2/models/multibox_loss/infer"
 
+/* Every output name of the model, in the default response order. */
+#define V2_NUM_OUTPUTS 13
+extern const char *const v2_every_output[V2_NUM_OUTPUTS];
+
 typedef struct v2_resp {
     long status;           /* 0 on a transport failure */
     unsigned char *body;   /* NUL-terminated (one byte past len), malloc'ed */
@@ -37,6 +41,7 @@ typedef struct v2_req {
     size_t header_len;        /* SIZE_MAX: no Inference-Header-Content-Length */
     int chunked;              /* send the body chunked (no Content-Length) */
     void *curl;               /* easy handle to reuse, or NULL */
+    long timeout_ms;          /* 0: 120 s */
 } v2_req;
 
 long v2_do(const v2_req *req, v2_resp *resp);
@@ -58,6 +63,8 @@ typedef struct v2_form {
     const char *gradient_datatype; /* parameter gradient_datatype, or NULL */
     const char *conf_dtype;   /* datatype of conf when it differs from loc_dtype, or NULL */
     const char *const *outputs; /* NULL-terminated output names to ask (without all_outputs) */
+    int targets_first;        /* inputs ordered anchors, gt_*, loc, conf (else loc, conf, anchors,
+                               * gt_*): the order that lets the server start before the end */
 } v2_form;
 
 typedef struct v2_built {
@@ -70,6 +77,10 @@ typedef struct v2_built {
 void v2_build(const json_t *request, const v2_form *form, v2_built *out);
 /* POSTs it to server base url + V2_INFER (header length sent when binary). */
 long v2_post_built(const char *url, const v2_built *b, const char *content_type, v2_resp *resp);
+
+/* Offset in b's body of input name's binary bytes (and their size in *size); fails the test
+ * when there is no such binary input. */
+size_t v2_input_offset(const v2_built *b, const char *name, size_t *size);
 
 /* Decodes a 200 answer with the extension's decoder; fails the test on a bad body. */
 void v2_decode(const v2_resp *resp, tu_response *out, const char *label);

@@ -60,9 +60,11 @@ def build_request(loc, conf, anchors, targets, config, gradients="sparse", uploa
         params["gradient_datatype"] = gdt
     params["binary_data_output"] = True
 
-    # Order matters for speed only: the server uses FP32 tensors in place when every binary
-    # tensor before them is a multiple of 4 bytes, so the 4-byte tensors go first and the
-    # possibly odd-sized ones (half-precision conf, one-byte flags) last.
+    # Order matters for speed only.  The server starts on an image as soon as its slices of
+    # loc and conf are in, once every other input is: so anchors and targets go first, then
+    # loc, then conf.  It uses FP32 tensors in place when every binary tensor before them is a
+    # multiple of 4 bytes: so one-byte difficult flags go before loc only when they are (else
+    # last, and the server reads the whole body before it starts).
     tensors = []  # (name, datatype, numpy array holding the wire bytes)
     if anchors.preset is not None:
         params["anchor_preset"] = anchors.preset
@@ -81,14 +83,20 @@ def build_request(loc, conf, anchors, targets, config, gradients="sparse", uploa
     else:
         tensors.append(("gt_labels", "INT64", labels.astype("<i8")))
     tensors.append(("gt_counts", "INT32", counts))
+    difficult = None
+    if any(t.difficult is not None for t in targets):
+        diff = np.concatenate([t.difficult if t.difficult is not None else np.zeros(t.boxes.shape[0], bool)
+                               for t in targets]).astype("u1")
+        difficult = ("gt_difficult", "BOOL", diff)
+        if diff.size % 4 == 0:
+            tensors.append(difficult)
+            difficult = None
     loc_dt, loc_arr = float_payload(loc, upload)
     conf_dt, conf_arr = float_payload(conf, upload)
     tensors.append(("loc", loc_dt, loc_arr))
     tensors.append(("conf", conf_dt, conf_arr))
-    if any(t.difficult is not None for t in targets):
-        diff = np.concatenate([t.difficult if t.difficult is not None else np.zeros(t.boxes.shape[0], bool)
-                               for t in targets]).astype("u1")
-        tensors.append(("gt_difficult", "BOOL", diff))
+    if difficult is not None:
+        tensors.append(difficult)
 
     outputs = list(_SCALARS)
     if gradients == "sparse":

@@ -154,10 +154,29 @@ class TestOipFraming(unittest.TestCase):
         self.assertEqual(parts["gt_boxes"][0]["shape"], [2, 4])
         self.assertEqual(list(parts["gt_difficult"][1]), [0, 1])
         self.assertEqual(parts["gt_difficult"][0]["datatype"], "BOOL")
+        # Targets before loc and conf, so the server can start early; two one-byte flags
+        # after conf, so that loc and conf stay 4-byte aligned.
+        self.assertEqual([i["name"] for i in header["inputs"]],
+                         ["anchors", "gt_boxes", "gt_labels", "gt_counts", "loc", "conf",
+                          "gt_difficult"])
         names = [o["name"] for o in header["outputs"]]
         self.assertIn("grad_conf_rows", names)
         self.assertNotIn("grad_conf", names)
         self.assertTrue(all(o["parameters"]["binary_data"] for o in header["outputs"]))
+
+    def test_difficult_flags_before_loc_when_aligned(self):
+        loc = np.zeros((1, 3, 4), np.float32)
+        conf = np.zeros((1, 3, 5), np.float32)
+        anchors = _inputs.normalize_anchors(np.ones((3, 4), np.float32))
+        targets = _inputs.normalize_targets([
+            {"boxes": [[0.1, 0.1, 0.5, 0.5]] * 4, "labels": [1, 2, 3, 4],
+             "difficult": [False, True, False, False]}])
+        headers, chunks = _oip.build_request(loc, conf, anchors, targets, {})
+        header, parts = self.split(headers, chunks)
+        self.assertEqual([i["name"] for i in header["inputs"]],
+                         ["anchors", "gt_boxes", "gt_labels", "gt_counts", "gt_difficult", "loc",
+                          "conf"])
+        self.assertEqual(list(parts["gt_difficult"][1]), [0, 1, 0, 0])
 
     def test_half_upload_and_dense(self):
         headers, chunks = self.build(gradients=True, upload="bf16", gradient_dtype="fp16")
