@@ -20,20 +20,13 @@ typedef struct loss_job {
     int result_allocated;
 } loss_job;
 
-static void free_body(svc_request *req)
-{
-    free(req->body);
-    req->body = NULL;
-    req->body_len = req->body_cap = 0;
-}
-
 static int loss_parse(svc_split_job *sj, mbx_detail *d)
 {
     loss_job *j = (loss_job *)sj;
     svc_request *req = sj->req;
     int rc = mbx_request_parse_json(req->body ? req->body + req->body_offset : "", req->body_len,
                                     &j->parsed, d);
-    free_body(req); /* the parsed request holds its own copy */
+    svc_request_free_body(req); /* the parsed request holds its own copy */
     if (rc != 0)
         return rc;
     /* Sparse gradients come straight from the core's sparse units: no dense arrays. */
@@ -73,7 +66,7 @@ static void loss_release(svc_split_job *sj)
     j->result_allocated = 0;
     mbx_request_free(j->parsed);
     j->parsed = NULL;
-    free_body(sj->req);
+    svc_request_free_body(sj->req);
 }
 
 static const svc_split_ops loss_ops = {loss_parse, loss_render, loss_release, NULL, NULL};

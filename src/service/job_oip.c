@@ -155,13 +155,6 @@ static void answer_free(void *cls)
     free(a);
 }
 
-static void free_body(svc_request *req)
-{
-    free(req->body);
-    req->body = NULL;
-    req->body_len = req->body_cap = 0;
-}
-
 static int oip_parse(svc_split_job *sj, mbx_detail *d)
 {
     oip_job *j = (oip_job *)sj;
@@ -234,7 +227,7 @@ static void oip_release(svc_split_job *sj)
     mbx_oip_request_free(j->parsed);
     j->parsed = NULL;
     if (!sj->streaming) /* a streaming body is freed once the upload is over too */
-        free_body(sj->req);
+        svc_request_free_body(sj->req);
 }
 
 static int64_t oip_load(svc_split_job *sj, int input, int64_t image, const int32_t *rows,

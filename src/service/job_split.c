@@ -398,14 +398,6 @@ static void split_start(svc_job *job)
 
 enum { SPLIT_BODY_DONE = 1, SPLIT_JOB_DONE = 2, SPLIT_ABANDONED = 4 };
 
-/* The body is no longer written (complete or abandoned) nor read (job done). */
-static void free_body(svc_request *req)
-{
-    free(req->body);
-    req->body = NULL;
-    req->body_len = req->body_cap = 0;
-}
-
 static void split_complete(svc_job *job)
 {
     svc_split_job *j = (svc_split_job *)job;
@@ -424,7 +416,7 @@ static void split_complete(svc_job *job)
         svc_request_free(req);
     } else if (was & SPLIT_BODY_DONE) {
         free(j);
-        free_body(req);
+        svc_request_free_body(req);
         svc_request_resume(req);
     }
 }
@@ -480,14 +472,14 @@ void svc_split_body_done(svc_split_job *j)
     svc_request *req = j->req;
     if (atomic_load(&j->handoff) & SPLIT_JOB_DONE) { /* it ended early: an error */
         free(j);
-        free_body(req);
+        svc_request_free_body(req);
         req->state = SVC_REQ_RESPOND;
         return;
     }
     svc_request_suspend(req);
     if (atomic_fetch_or(&j->handoff, SPLIT_BODY_DONE) & SPLIT_JOB_DONE) {
         free(j); /* it ended between the two lines above */
-        free_body(req);
+        svc_request_free_body(req);
         svc_request_resume(req);
     }
 }

@@ -67,6 +67,13 @@ void svc_request_free(svc_request *r)
     free(r);
 }
 
+void svc_request_free_body(svc_request *r)
+{
+    free(r->body);
+    r->body = NULL;
+    r->body_len = r->body_cap = 0;
+}
+
 const char *svc_request_header(const svc_request *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);

@@ -67,6 +67,8 @@ typedef struct svc_request {
 svc_request *svc_request_new(svc_app *app, struct MHD_Connection *conn, const char *method,
                              const char *url);
 void svc_request_free(svc_request *req);
+/* Frees the body early (its bytes are no longer read nor written); the request lives on. */
+void svc_request_free_body(svc_request *req);
 
 /* HTTP thread: the header-time checks; may set an answer (state DISCARD/RESPOND). */
 void svc_request_begin(svc_request *req);

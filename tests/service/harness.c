@@ -249,6 +249,16 @@ int server_stop(server *s, int sig, double timeout_s)
     return rc;
 }
 
+int server_stop_shared(server *s, double timeout_s, int *failed)
+{
+    int rc = server_stop(s, SIGTERM, timeout_s);
+    if (rc != 0) {
+        fprintf(stderr, "the shared multiboxd exited with %d (a sanitizer report?)\n", rc);
+        *failed = 1;
+    }
+    return rc == 0 ? 0 : -1;
+}
+
 int server_wait_log(server *s, const char *needle, double timeout_s)
 {
     double deadline = now_s() + timeout_s;

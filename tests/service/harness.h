@@ -40,6 +40,13 @@ int server_start(server *s, const char *const *args, const char *const *env, int
 /* Sends sig and waits up to timeout_s for the exit; returns the exit
  * status, 128+signal if killed by one, -1 on timeout (then SIGKILLs). */
 int server_stop(server *s, int sig, double timeout_s);
+/*
+ * The group teardown of a test file's one shared server: SIGTERM, then up
+ * to timeout_s for the exit.  Returns 0 when it exited 0; else -1 with a
+ * line on stderr (a sanitizer report makes the exit status non-zero), and
+ * sets *failed so that main() can fail even when cmocka ignores it.
+ */
+int server_stop_shared(server *s, double timeout_s, int *failed);
 /* Reads whatever the server has logged so far (non-blocking). */
 void server_pump_log(server *s);
 /* 1 when the log contains needle (after pumping). */

@@ -38,12 +38,7 @@ static int teardown_failed;
 static int teardown(void **state)
 {
     (void)state;
-    int rc = server_stop(&srv, SIGTERM, 30);
-    if (rc != 0) {
-        fprintf(stderr, "the shared multiboxd exited with %d (a sanitizer report?)\n", rc);
-        teardown_failed = 1;
-    }
-    return rc == 0 ? 0 : -1;
+    return server_stop_shared(&srv, 30, &teardown_failed);
 }
 
 static void expect_error(const http_resp *r, long status, const char *code)

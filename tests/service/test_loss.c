@@ -33,12 +33,7 @@ static int teardown_failed;
 static int teardown(void **state)
 {
     (void)state;
-    int rc = server_stop(&srv, SIGTERM, 60);
-    if (rc != 0) {
-        fprintf(stderr, "the shared multiboxd exited with %d (a sanitizer report?)\n", rc);
-        teardown_failed = 1;
-    }
-    return rc == 0 ? 0 : -1;
+    return server_stop_shared(&srv, 60, &teardown_failed);
 }
 
 /* POSTs a JSON value to /v1/loss. */

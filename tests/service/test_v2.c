@@ -42,12 +42,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = server_stop(&srv, SIGTERM, 60);
-    if (rc != 0) {
-        fprintf(stderr, "the shared multiboxd exited with %d (a sanitizer report?)\n", rc);
-        teardown_failed = 1;
-    }
-    return rc == 0 ? 0 : -1;
+    return server_stop_shared(&srv, 60, &teardown_failed);
 }
 
 static const char *url(const char *path)
@@ -342,6 +337,25 @@ static void check_v1_sparse(const json_t *dense, const json_t *sparse, const cha
     }
 }
 
+/*
+ * A golden request in form f through the endpoint, decoded into *out (the
+ * caller frees it); returns the answer's Inference-Header-Content-Length
+ * (SIZE_MAX when it has none).
+ */
+static size_t infer(const json_t *request, const v2_form *f, const char *content_type,
+                    const char *label, tu_response *out)
+{
+    v2_built b;
+    v2_build(request, f, &b);
+    v2_resp r;
+    v2_post_built(url(V2_INFER), &b, content_type, &r);
+    v2_decode(&r, out, label);
+    const size_t header_len = r.header_len;
+    v2_resp_free(&r);
+    tu_free(&b.body);
+    return header_len;
+}
+
 static void run_case(const char *name)
 {
     char label[256];
@@ -355,14 +369,9 @@ static void run_case(const char *name)
 
     /* Binary in and out, every output, INT64 labels, application/octet-stream. */
     v2_form fb = {.binary_in = 1, .binary_out = 1, .labels_dtype = "INT64", .all_outputs = 1};
-    v2_built bb;
-    v2_build(request, &fb, &bb);
-    v2_resp rb;
-    v2_post_built(url(V2_INFER), &bb, "application/octet-stream", &rb);
     tu_response db;
     snprintf(label, sizeof label, "%s (binary)", name);
-    v2_decode(&rb, &db, label);
-    assert_true(rb.header_len != SIZE_MAX);
+    assert_true(infer(request, &fb, "application/octet-stream", label, &db) != SIZE_MAX);
     assert_int_equal(tu_find(&db, "grad_conf")->binary, 1);
     assert_int_equal(db.num, 13);
     assert_string_equal(json_string_value(json_object_get(db.header, "model_name")),
@@ -390,30 +399,19 @@ static void run_case(const char *name)
      */
     v2_form fs = fb;
     fs.targets_first = 1;
-    v2_built bs;
-    v2_build(request, &fs, &bs);
-    v2_resp rs;
-    v2_post_built(url(V2_INFER), &bs, "application/octet-stream", &rs);
     tu_response ds;
     snprintf(label, sizeof label, "%s (binary, targets first)", name);
-    v2_decode(&rs, &ds, label);
+    infer(request, &fs, "application/octet-stream", label, &ds);
     assert_int_equal(ds.num, 13);
     for (size_t i = 0; i < V2_NUM_OUTPUTS; i++)
         v2_same_output(&ds, &db, v2_every_output[i], label);
     tu_response_free(&ds);
-    v2_resp_free(&rs);
-    tu_free(&bs.body);
 
     /* JSON data in and out (the default outputs), application/json. */
     v2_form fj = {0};
-    v2_built bj;
-    v2_build(request, &fj, &bj);
-    v2_resp rj;
-    v2_post_built(url(V2_INFER), &bj, "application/json", &rj);
     tu_response dj;
     snprintf(label, sizeof label, "%s (JSON data)", name);
-    v2_decode(&rj, &dj, label);
-    assert_true(rj.header_len == SIZE_MAX);
+    assert_true(infer(request, &fj, "application/json", label, &dj) == SIZE_MAX);
     assert_int_equal(dj.num, 9); /* every output but the sparse forms */
     assert_int_equal(tu_find(&dj, "grad_conf")->binary, 0);
     check_golden_v2(&dj, expected, label);
@@ -421,13 +419,9 @@ static void run_case(const char *name)
 
     /* Binary in, JSON out, no Content-Type at all (tritonclient). */
     v2_form fn = {.binary_in = 1};
-    v2_built bn;
-    v2_build(request, &fn, &bn);
-    v2_resp rn;
-    v2_post_built(url(V2_INFER), &bn, NULL, &rn);
     tu_response dn;
     snprintf(label, sizeof label, "%s (binary in, JSON out, no Content-Type)", name);
-    v2_decode(&rn, &dn, label);
+    infer(request, &fn, NULL, label, &dn);
     static const char *const outs[] = {"loss", "conf_loss", "loc_loss", "normalizer",
                                        "num_positives", "num_negatives", "per_image_loss",
                                        "grad_loc", "grad_conf"};
@@ -439,12 +433,6 @@ static void run_case(const char *name)
     tu_response_free(&db);
     tu_response_free(&dj);
     tu_response_free(&dn);
-    v2_resp_free(&rb);
-    v2_resp_free(&rj);
-    v2_resp_free(&rn);
-    tu_free(&bb.body);
-    tu_free(&bj.body);
-    tu_free(&bn.body);
     json_decref(v1);
     json_decref(v1s);
     json_decref(g);

@@ -52,12 +52,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int rc = server_stop(&srv, SIGTERM, 60);
-    if (rc != 0) {
-        fprintf(stderr, "the shared multiboxd exited with %d (a sanitizer report?)\n", rc);
-        teardown_failed = 1;
-    }
-    return rc == 0 ? 0 : -1;
+    return server_stop_shared(&srv, 60, &teardown_failed);
 }
 
 static const char *url(const char *path)
@@ -218,6 +213,7 @@ typedef struct stream_case {
     json_t *golden;
     v2_built usual; /* loc, conf, anchors, gt_*: read whole, then computed */
     v2_built first; /* anchors, gt_*, loc, conf: streamed */
+    v2_resp answer; /* the usual order's answer (200), to compare with */
     int64_t B;
 } stream_case;
 
@@ -231,12 +227,16 @@ static void case_load(stream_case *c, const char *name)
     v2_build(request, &f, &c->first);
     c->B = (int64_t)json_array_size(json_object_get(request, "targets"));
     assert_true(c->B >= 2);
+    v2_post_built(url(V2_INFER), &c->usual, "application/octet-stream", &c->answer);
+    if (c->answer.status != 200)
+        fail_msg("%s in the usual order: %ld %.300s", name, c->answer.status, c->answer.body);
 }
 
 static void case_free(stream_case *c)
 {
     tu_free(&c->usual.body);
     tu_free(&c->first.body);
+    v2_resp_free(&c->answer);
     json_decref(c->golden);
 }
 
@@ -259,9 +259,6 @@ static void test_paced_upload(void **state)
     (void)state;
     stream_case c;
     case_load(&c, "ssd300_voc_b2");
-    v2_resp usual;
-    v2_post_built(url(V2_INFER), &c.usual, "application/octet-stream", &usual);
-    assert_int_equal(usual.status, 200);
     const double streamed0 = metric("multibox_streamed_requests_total");
     assert_true(streamed0 >= 0);
     /* The usual order is not streamed: the last image's bytes end the body. */
@@ -281,11 +278,10 @@ static void test_paced_upload(void **state)
         close(fd);
         if (r.status != 200)
             fail_msg("%s: %ld %.300s", label, r.status, r.body);
-        same_answer(&r, &usual, label);
+        same_answer(&r, &c.answer, label);
         v2_resp_free(&r);
         assert_true(metric("multibox_streamed_requests_total") == streamed0 + (double)(k + 1));
     }
-    v2_resp_free(&usual);
     case_free(&c);
 }
 
@@ -296,11 +292,6 @@ static void test_stall_holds_no_worker(void **state)
     stream_case c, tiny;
     case_load(&c, "ssd300_voc_b2");
     case_load(&tiny, "batch_with_empty_image");
-    v2_resp usual, tiny_usual;
-    v2_post_built(url(V2_INFER), &c.usual, "application/octet-stream", &usual);
-    v2_post_built(url(V2_INFER), &tiny.usual, "application/octet-stream", &tiny_usual);
-    assert_int_equal(usual.status, 200);
-    assert_int_equal(tiny_usual.status, 200);
 
     int fd = connect_server();
     const size_t off = send_paced(fd, &c.first, c.B, 1, 20);
@@ -318,7 +309,7 @@ static void test_stall_holds_no_worker(void **state)
         if (r.status != 200)
             fail_msg("request %d during the stall: %ld %.300s %s", i, r.status, r.body,
                      r.curl_error);
-        same_answer(&r, &tiny_usual, "during the stall");
+        same_answer(&r, &tiny.answer, "during the stall");
         v2_resp_free(&r);
     }
     assert_true(now_s() - t0 < 20.0);
@@ -327,10 +318,8 @@ static void test_stall_holds_no_worker(void **state)
     read_answer(fd, &r);
     close(fd);
     assert_int_equal(r.status, 200);
-    same_answer(&r, &usual, "after the stall");
+    same_answer(&r, &c.answer, "after the stall");
     v2_resp_free(&r);
-    v2_resp_free(&usual);
-    v2_resp_free(&tiny_usual);
     case_free(&c);
     case_free(&tiny);
 }
@@ -353,9 +342,6 @@ static void test_abandoned_uploads(void **state)
     (void)state;
     stream_case c;
     case_load(&c, "ssd300_voc_b2");
-    v2_resp usual;
-    v2_post_built(url(V2_INFER), &c.usual, "application/octet-stream", &usual);
-    assert_int_equal(usual.status, 200);
     size_t loc_size;
     const size_t loc = v2_input_offset(&c.first, "loc", &loc_size);
     size_t conf_size;
@@ -379,10 +365,9 @@ static void test_abandoned_uploads(void **state)
         v2_post_built(url(V2_INFER), &c.first, "application/octet-stream", &r);
         if (r.status != 200)
             fail_msg("%s: the next request got %ld %.300s", label, r.status, r.body);
-        same_answer(&r, &usual, label);
+        same_answer(&r, &c.answer, label);
         v2_resp_free(&r);
     }
-    v2_resp_free(&usual);
     case_free(&c);
 }
 
