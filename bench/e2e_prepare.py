@@ -8,6 +8,9 @@ the request bodies bench/run-e2e.sh times, all holding the same inputs:
          (loc, conf, anchors, gt_boxes FP32; gt_labels, gt_counts INT32), the
          config as parameters, the default outputs (dense FP32 gradients)
          all binary.
+  binusual  the bin request with its inputs in the order loc, conf, anchors,
+         gt_* (the server then reads the whole body before the loss starts;
+         bin's order lets it start on each image as its bytes arrive).
   fp16   the same with loc and conf as FP16 (numpy's round to nearest even)
          and only the scalar outputs, per-image losses and the sparse
          gradients (grad_*_rows INT32, grad_*_values FP32), binary.
@@ -52,7 +55,7 @@ def parameters(config):
     return params
 
 
-def oip_body(req, half, outputs):
+def oip_body(req, half, outputs, targets_first=True):
     """(body bytes, header length) of the binary OIP request."""
     loc, conf, anchors = tensor(req["loc"]), tensor(req["conf"]), tensor(req["anchors"])
     if half:
@@ -62,11 +65,12 @@ def oip_body(req, half, outputs):
     counts = np.asarray([len(t["labels"]) for t in req["targets"]], dtype="<i4")
     # Anchors and targets first, then loc, then conf: multiboxd starts on an
     # image as soon as its slices of loc and conf are in (mbx_oip_request_layout).
-    tensors = [("anchors", "FP32", anchors.astype("<f4")),
+    targets = [("anchors", "FP32", anchors.astype("<f4")),
                ("gt_boxes", "FP32", boxes), ("gt_labels", "INT32", labels),
-               ("gt_counts", "INT32", counts),
-               ("loc", "FP16" if half else "FP32", loc.astype("<f2" if half else "<f4")),
-               ("conf", "FP16" if half else "FP32", conf.astype("<f2" if half else "<f4"))]
+               ("gt_counts", "INT32", counts)]
+    images = [("loc", "FP16" if half else "FP32", loc.astype("<f2" if half else "<f4")),
+              ("conf", "FP16" if half else "FP32", conf.astype("<f2" if half else "<f4"))]
+    tensors = targets + images if targets_first else images + targets
     params = parameters(req.get("config", {}))
     params["binary_data_output"] = True
     header = {"id": "e2e", "parameters": params,
@@ -96,6 +100,9 @@ def main():
             body, spec = json.dumps(v1, separators=(",", ":")).encode(), ("/v1/loss", "application/json", "-")
         elif form == "bin":
             body, hl = oip_body(req, False, None)
+            spec = (INFER, "application/octet-stream", str(hl))
+        elif form == "binusual":
+            body, hl = oip_body(req, False, None, targets_first=False)
             spec = (INFER, "application/octet-stream", str(hl))
         elif form == "fp16":
             body, hl = oip_body(req, True, SPARSE_OUTPUTS)

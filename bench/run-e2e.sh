@@ -7,7 +7,9 @@
 #     its gradients locally on 2 threads (bench/torchvision_loss.py's steps)
 #     vs multiboxd over loopback, from the client's first byte sent to its
 #     last byte received (bench/e2e_bench.c): OIP binary tensors, /v1 with
-#     base64 tensors, OIP with FP16 inputs and sparse gradients; and in the
+#     base64 tensors, OIP with FP16 inputs and sparse gradients, the binary
+#     request with loc and conf first (so read whole before the loss starts:
+#     what streaming gains); and in the
 #     same interleaved rounds each case's loopback floor: the same request
 #     bytes sent to bench/e2e_floor, a server that only moves bytes and
 #     answers with as many body bytes as multiboxd's answer to that case;
@@ -120,6 +122,9 @@ common=(--preset ssd300_voc --threads 2 --bipartite per_gt --runs 1 --warmup 0 -
 "$mbench" "${common[@]}" --batch 32 --classes 21 --gt 100-100 --dump "$tmp/gt100.json" >/dev/null
 "$mbench" "${common[@]}" --batch 4 --classes 21 --gt 1-10 --dump "$tmp/b4.json" >/dev/null
 mapfile -t side < <("$python" bench/e2e_prepare.py "$tmp/b32.json" "$tmp" b32 bin v1 fp16)
+# The binary request in the usual order, timed in the same rounds: what starting
+# on each image while the body still arrives gains (see README, /v2).
+usual=$("$python" bench/e2e_prepare.py "$tmp/b32.json" "$tmp" b32 binusual)
 scale=()
 for p in b1 b8 c81 gt10 gt100 b4; do
     scale+=("$("$python" bench/e2e_prepare.py "$tmp/$p.json" "$tmp" "$p" bin)")
@@ -158,10 +163,11 @@ done
 echo "== side by side (port $port, $rounds rounds; load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 tv_ok=1
 if ! "$python" bench/e2e_side_by_side.py --client "$client" --port "$port" --dump "$tmp/b32.json" \
-        --rounds "$rounds" --warmup 3 --threads 2 "${side[@]}" "${floors[@]}" | tee "$tmp/side.txt"; then
+        --rounds "$rounds" --warmup 3 --threads 2 "${side[@]}" "$usual" "${floors[@]}" |
+        tee "$tmp/side.txt"; then
     tv_ok=0
     echo "(the torchvision side needs torch and torchvision in $python; timing ours alone)"
-    "$client" --port "$port" --runs "$rounds" --warmup 3 "${side[@]}" "${floors[@]}" |
+    "$client" --port "$port" --runs "$rounds" --warmup 3 "${side[@]}" "$usual" "${floors[@]}" |
         tee "$tmp/side.txt"
 fi
 
@@ -198,6 +204,11 @@ END {
         if (o in ms && ms[n] > 0)
             printf "floor %s: ours %.3f ms, loopback floor %.3f ms, ours / floor %.2f\n",
                 o, ms[o], ms[n], ms[o] / ms[n] } }' "$tmp/side.txt" | sort
+awk '/^median_ms / { split($2, kv, "="); ms[kv[1]] = kv[2] }
+/^case / { split($3, kv, "="); ms[$2] = kv[2] }
+END { if (ms["b32_binusual"] > 0)
+    printf "streaming: binary, anchors and targets first %.3f ms; usual order (read whole first) %.3f ms; ratio %.2f\n",
+        ms["b32_bin"], ms["b32_binusual"], ms["b32_bin"] / ms["b32_binusual"] }' "$tmp/side.txt"
 awk '/^rss/ {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
     payload = v["body_sent"] + v["body_received"];
