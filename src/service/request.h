@@ -4,7 +4,10 @@
  * the body read into one buffer, the hand-off of work to the pool with the
  * connection suspended, and the answer.  A request is touched by the HTTP
  * thread, except while it is suspended (SVC_REQ_WAITING), when only its
- * job touches body and response.
+ * job touches body and response.  A job started while the body still
+ * arrives (job_split.h, streaming) reads only the bytes the HTTP thread has
+ * declared complete and writes only the response, which the HTTP thread
+ * leaves alone until the body is done.
  */
 #ifndef SVC_REQUEST_H
 #define SVC_REQUEST_H
