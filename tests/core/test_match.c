@@ -185,22 +185,6 @@ static void test_against_reference(void **state)
     }
 }
 
-/* Writes box (x1, y1, x2, y2) in format f. */
-static void put(float *out, double x1, double y1, double x2, double y2, mbx_box_format f)
-{
-    if (f == MBX_BOX_CXCYWH) {
-        out[0] = (float)(0.5 * (x1 + x2));
-        out[1] = (float)(0.5 * (y1 + y2));
-        out[2] = (float)(x2 - x1);
-        out[3] = (float)(y2 - y1);
-    } else {
-        out[0] = (float)x1;
-        out[1] = (float)y1;
-        out[2] = (float)x2;
-        out[3] = (float)y2;
-    }
-}
-
 /*
  * SSD-like anchors in place of tb's (which has room for A of them): levels
  * of f x f cells, k boxes per cell (aspect ratios 1, 2, 1/2, 3, 1/3, and a
@@ -223,7 +207,8 @@ static double ssd_anchors(float *anchors, int64_t A, mbx_box_format fmt, rng *r)
                         const double cx = (j + 0.5) / fs[l], cy = (i + 0.5) / fs[l];
                         const double w = k == ks[l] - 1 ? s2 : s * sqrt(ar[k % 5]);
                         const double h = k == ks[l] - 1 ? s2 : s / sqrt(ar[k % 5]);
-                        put(anchors + 4 * a, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, fmt);
+                        put_box(anchors + 4 * a, cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2,
+                                fmt);
                     }
         }
     }
@@ -247,25 +232,25 @@ static void many_boxes(float *boxes, int64_t n, const float *anchors, int64_t A,
             memcpy(b, anchors + 4 * rng_int(r, 0, A - 1), 4 * sizeof(float));
         } else if (kind == 2) { /* tiny */
             const double x = rng_uniform(r), y = rng_uniform(r), w = rng_range(r, 1e-5, 1e-3);
-            put(b, x, y, x + w, y + w * rng_range(r, 0.5, 2.0), fmt);
+            put_box(b, x, y, x + w, y + w * rng_range(r, 0.5, 2.0), fmt);
         } else if (kind == 3) { /* huge, past the image */
-            put(b, rng_range(r, -0.6, 0.1), rng_range(r, -0.6, 0.1), rng_range(r, 0.9, 1.6),
-                rng_range(r, 0.9, 1.6), fmt);
+            put_box(b, rng_range(r, -0.6, 0.1), rng_range(r, -0.6, 0.1), rng_range(r, 0.9, 1.6),
+                    rng_range(r, 0.9, 1.6), fmt);
         } else if (kind == 4) { /* a first-level square midway between two cells: equal IoUs */
             const int i = (int)rng_int(r, 0, 14), jj = (int)rng_int(r, 0, 14);
             const double cx = (jj + 1.0) * cell, cy = (i + 0.5) * cell, s = 0.05;
-            put(b, cx - s, cy - s, cx + s, cy + s, fmt);
+            put_box(b, cx - s, cy - s, cx + s, cy + s, fmt);
         } else if (kind == 5 && j > 0) { /* nested in an earlier box */
             float *o = boxes + 4 * rng_int(r, 0, j - 1);
             double ob[4];
             to_xyxy(o, fmt, ob);
             const double w = ob[2] - ob[0], h = ob[3] - ob[1];
-            put(b, ob[0] + 0.1 * w, ob[1] + 0.2 * h, ob[2] - 0.2 * w, ob[3] - 0.1 * h, fmt);
+            put_box(b, ob[0] + 0.1 * w, ob[1] + 0.2 * h, ob[2] - 0.2 * w, ob[3] - 0.1 * h, fmt);
         } else { /* sizes over two decades, overlapping one another */
             const double w = exp(rng_range(r, log(0.01), log(1.0)));
             const double h = w * exp(rng_range(r, log(0.3), log(3.0)));
             const double x = rng_range(r, -0.1, 1.0 - 0.5 * w), y = rng_range(r, -0.1, 0.9);
-            put(b, x, y, x + w, y + h, fmt);
+            put_box(b, x, y, x + w, y + h, fmt);
         }
     }
 }

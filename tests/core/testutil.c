@@ -112,7 +112,7 @@ double rng_normal(rng *r)
     return sqrt(-2.0 * log(1.0 - u)) * cos(6.283185307179586 * v);
 }
 
-static void put_box(float *out, double x1, double y1, double x2, double y2, mbx_box_format f)
+void put_box(float *out, double x1, double y1, double x2, double y2, mbx_box_format f)
 {
     if (f == MBX_BOX_CXCYWH) {
         out[0] = (float)(0.5 * (x1 + x2));

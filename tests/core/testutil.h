@@ -51,6 +51,9 @@ typedef struct batch_spec {
     mbx_box_format format;   /* of anchors and GT */
 } batch_spec;
 
+/* Writes the box (x1, y1, x2, y2) into out[4] in format f. */
+void put_box(float *out, double x1, double y1, double x2, double y2, mbx_box_format f);
+
 /* Fills tb with a random batch: anchors on a grid of several scales, GT boxes near anchors. */
 void batch_random(test_batch *tb, const batch_spec *spec, rng *r);
 void batch_free(test_batch *tb);
