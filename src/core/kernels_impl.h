@@ -764,6 +764,26 @@ KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double 
 }
 
 /*
+ * Folds the lanes of anchors a..a+3 that need[] marks and that are free
+ * (taken NULL, or taken[a + l] == 0) into (*best, *arg), the largest IoU
+ * so far and the lowest anchor reaching it: a larger IoU, or an equal one
+ * at a lower anchor, replaces them.
+ */
+KINL void KFN(fold_best4)(v4di need, v4df iou, int64_t a, const uint8_t *taken, double *best,
+                          int64_t *arg)
+{
+    for (int l = 0; l < 4; l++) {
+        /* Padding anchors have inter 0: never needed, their taken[] never read. */
+        if (!need[l] || (taken && taken[a + l]))
+            continue;
+        if (iou[l] > *best || (iou[l] == *best && a + l < *arg)) {
+            *best = iou[l];
+            *arg = a + l;
+        }
+    }
+}
+
+/*
  * Folds the free anchors (taken NULL, or taken[a] == 0) of block blk into
  * (*best, *arg), the largest IoU with the GT so far and the lowest anchor
  * reaching it: a larger IoU, or an equal one at a lower anchor, replaces
@@ -781,18 +801,8 @@ KINL void KFN(block_best)(const KFN(iou_ctx) *c, int64_t blk, const uint8_t *tak
         v4df inter, uni;
         KFN(inter4_all)(c, a, &inter, &uni);
         const v4di need = (inter > vset1d(0.0)) & (inter >= vset1d(*best) * uni * shrink);
-        if (!KANY4(need))
-            continue;
-        const v4df iou = inter / uni;
-        for (int l = 0; l < 4; l++) {
-            /* Padding anchors have inter 0: never needed, their taken[] never read. */
-            if (!need[l] || (taken && taken[a + l]))
-                continue;
-            if (iou[l] > *best || (iou[l] == *best && a + l < *arg)) {
-                *best = iou[l];
-                *arg = a + l;
-            }
-        }
+        if (KANY4(need))
+            KFN(fold_best4)(need, inter / uni, a, taken, best, arg);
     }
 }
 
@@ -890,11 +900,7 @@ KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di 
             vstorel(best_gt + a, vblendl(up, gidx, vloadl(best_gt + a)));
         }
         if (KANY4(need_g))
-            for (int l = 0; l < 4; l++)
-                if (need_g[l] && (iou[l] > *gbest || (iou[l] == *gbest && a + l < *garg))) {
-                    *gbest = iou[l];
-                    *garg = a + l;
-                }
+            KFN(fold_best4)(need_g, iou, a, NULL, gbest, garg);
     }
 }
 
