@@ -302,38 +302,35 @@ static void test_sparse_equals_dense(void **state)
         test_result ref;
         result_alloc(&ref, &tb.b);
         assert_int_equal(mbx_loss_compute(one, &tb.b, &ref.r, NULL), 0);
+        /*
+         * Each way the service runs a split, in this order: sparse only with
+         * per-image inputs (the FP16 + sparse path), sparse only with the
+         * batch's inputs, dense and sparse together (inputs alternating with
+         * the mode), dense with per-image inputs (the normal path bit for bit).
+         */
+        static const struct {
+            const char *name;
+            int input; /* -1: mode % 2 */
+            int outputs;
+        } kinds[] = {{"sparse+input", 1, OUT_SPARSE},
+                     {"sparse", 0, OUT_SPARSE},
+                     {"dense+sparse", -1, OUT_DENSE | OUT_SPARSE},
+                     {"dense+input", 1, OUT_DENSE}};
         for (int mode = 0; mode < 5; mode++) {
-            char what[64];
-            /* Sparse only, per-image inputs (the service's FP16 + sparse path). */
-            sparse_run run;
-            snprintf(what, sizeof what, "rep %d mode %d sparse+input", rep, mode);
-            run_alloc(&run, &tb.b, OUT_SPARSE);
-            run_split(two, &tb.b, &run, mode, &r, 1, OUT_SPARSE);
-            check_scalars(&ref, &run, what);
-            check_sparse(&ref, &run, what);
-            run_free(&run);
-            /* Sparse only, the batch's inputs. */
-            snprintf(what, sizeof what, "rep %d mode %d sparse", rep, mode);
-            run_alloc(&run, &tb.b, OUT_SPARSE);
-            run_split(two, &tb.b, &run, mode, &r, 0, OUT_SPARSE);
-            check_scalars(&ref, &run, what);
-            check_sparse(&ref, &run, what);
-            run_free(&run);
-            /* Dense and sparse together. */
-            snprintf(what, sizeof what, "rep %d mode %d dense+sparse", rep, mode);
-            run_alloc(&run, &tb.b, OUT_DENSE | OUT_SPARSE);
-            run_split(two, &tb.b, &run, mode, &r, mode % 2, OUT_DENSE | OUT_SPARSE);
-            check_scalars(&ref, &run, what);
-            check_dense(&ref, &run, what);
-            check_sparse(&ref, &run, what);
-            run_free(&run);
-            /* Dense with per-image inputs: the normal path bit for bit. */
-            snprintf(what, sizeof what, "rep %d mode %d dense+input", rep, mode);
-            run_alloc(&run, &tb.b, OUT_DENSE);
-            run_split(two, &tb.b, &run, mode, &r, 1, OUT_DENSE);
-            check_scalars(&ref, &run, what);
-            check_dense(&ref, &run, what);
-            run_free(&run);
+            for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+                char what[64];
+                snprintf(what, sizeof what, "rep %d mode %d %s", rep, mode, kinds[k].name);
+                const int input = kinds[k].input < 0 ? mode % 2 : kinds[k].input;
+                sparse_run run;
+                run_alloc(&run, &tb.b, kinds[k].outputs);
+                run_split(two, &tb.b, &run, mode, &r, input, kinds[k].outputs);
+                check_scalars(&ref, &run, what);
+                if (kinds[k].outputs & OUT_DENSE)
+                    check_dense(&ref, &run, what);
+                if (kinds[k].outputs & OUT_SPARSE)
+                    check_sparse(&ref, &run, what);
+                run_free(&run);
+            }
         }
         result_free(&ref);
         mbx_loss_free(one);
