@@ -136,7 +136,6 @@ typedef struct oip_job {
     /* Following the upload (HTTP thread): the layout once the header is in. */
     int layout_state;   /* 0 not yet read, 1 read */
     mbx_oip_layout layout;
-    int64_t ready;      /* images whose bytes are in, as told to the job */
 } oip_job;
 
 /* What a 200 answer's pieces point into; freed by libmicrohttpd's callback. */
@@ -162,7 +161,8 @@ static int oip_parse(svc_split_job *sj, mbx_detail *d)
     static const uint8_t empty[1];
     const uint8_t *body = req->body ? (const uint8_t *)req->body + req->body_offset : empty;
     /*
-     * Tensors used in place point into the body: it is freed in release.
+     * Tensors used in place point into the body: it is freed in release
+     * (streaming: once the upload is over too).
      * loc and conf that are not used in place (FP16, BF16, FP64) stay in
      * the body too and are widened one image at a time by the match units
      * (ops->load), never as whole float32 copies.
@@ -281,13 +281,10 @@ static void on_progress(svc_request *r)
             return;
         }
     }
-    int64_t n = j->ready;
+    int64_t n = atomic_load(&j->base.ready); /* this thread is its only writer */
     while (n < j->layout.batch && mbx_oip_layout_image_end(&j->layout, n) <= r->body_len)
         n++;
-    if (n > j->ready) {
-        j->ready = n;
-        svc_split_ready(&j->base, n);
-    }
+    svc_split_ready(&j->base, n); /* pokes the job only when n grew */
 }
 
 /* HTTP thread: the connection ended before the body did. */
