@@ -79,11 +79,7 @@ static double metric(const char *name)
     http_resp r;
     http_get(url("/metrics"), &r);
     assert_int_equal(r.status, 200);
-    double v = -1;
-    size_t n = strlen(name);
-    for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, name, n) == 0 && p[n] == ' ')
-            v = strtod(p + n + 1, NULL);
+    const double v = metric_value(r.body, name);
     http_resp_free(&r);
     return v;
 }
