@@ -262,14 +262,19 @@ static void test_sigterm_under_load(void **state)
     /* The server answered exactly what the clients saw. */
     assert_int_equal(log_200, ok_before + ok_after);
     /*
-     * Every 503 a client saw is in the log.  The log may hold more, one per
-     * kept-alive client at most: a 503 written as the server closes that
+     * Every 503 a client saw is in the log, and an upload cut short is
+     * normally a 503 answered before its end.  The two counts may differ,
+     * by one per kept-alive client at most (after it, that client connects
+     * anew and is refused), in either direction (the README's "microseconds
+     * between these steps"): a 503 written as the server closes the
      * connection can reach the client as a dead connection, which curl
-     * retries on a new one and is refused (the README's "microseconds
-     * between these steps").
+     * retries on a new one and is refused (logged, not seen); and a request
+     * sent on an idle kept-alive connection just as the drained server
+     * exits is cut before its headers are read (seen as a cut, not logged:
+     * once in CI under ASan, 2 x 503 logged for 2 draining + 1 cut).
      */
-    assert_true(log_503 >= draining + cut);
-    assert_true(log_503 - (draining + cut) <= CLIENTS / 2);
+    assert_true(log_503 >= draining);
+    assert_true(abs(log_503 - (draining + cut)) <= CLIENTS / 2);
     assert_int_equal(log_all, log_200 + log_503);
     assert_int_equal(refused, CLIENTS); /* each client ended refused */
     /* Readiness turned while the drain was still going on (and fast: the
