@@ -53,6 +53,41 @@ typedef struct mbx_request {
  * *out is NULL and nothing leaks.  Thread-safe.
  */
 int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_detail *detail);
+/*
+ * Flag of mbx_request_parse_json_ex: loc and conf given as float32 b64 text
+ * of at least MBX_LIFT_MIN bytes are checked for length and padding only
+ * and stay text in the body: batch.loc / .conf are NULL for them, and the
+ * caller widens one image (or some rows) at a time with
+ * mbx_request_load_input(), so several workers share the decoding and no
+ * float32 copy of the whole tensor exists.  The body must then stay valid
+ * until the last load.  A bad character, NaN or infinity in them is found
+ * by those loads; mbx_request_input_fail() then gives the error the plain
+ * parse would have returned.  Any other error of the request is the plain
+ * parse's too (an error in the targets is reported only after loc and
+ * conf are checked whole, since the plain parse reads them first).
+ */
+#define MBX_REQUEST_DEFER_INPUTS 1u
+enum { MBX_REQUEST_INPUT_LOC = 0, MBX_REQUEST_INPUT_CONF = 1 };
+int mbx_request_parse_json_ex(const char *body, size_t len, unsigned flags, mbx_request **out,
+                              mbx_detail *detail);
+/* 1 when input (MBX_REQUEST_INPUT_LOC or _CONF) was deferred by the parse. */
+int mbx_request_deferred(const mbx_request *req, int input);
+/*
+ * Widens image's rows of a deferred input into dst, the image's [A][w]
+ * float32 array (w = 4 for loc, C for conf): every row when rows is NULL,
+ * else only rows[0..n), given as flat indices image * A + a (other rows of
+ * dst are left alone).  Returns -1 when they decode to finite values, else
+ * an index (>= 0) within the image's values at or before which the first
+ * fault lies (a bad character, NaN or infinity); dst may then be partly
+ * written.  Reads only the body; thread-safe; no allocation.
+ */
+int64_t mbx_request_load_input(const mbx_request *req, int input, int64_t image,
+                               const int32_t *rows, int64_t n, float *dst);
+/*
+ * The plain parse's error for a deferred input in which a load found a
+ * fault (the whole text is decoded again to find it); returns its code.
+ */
+int mbx_request_input_fail(const mbx_request *req, int input, mbx_detail *detail);
 void mbx_request_free(mbx_request *req);
 
 /*
@@ -84,6 +119,30 @@ typedef struct mbx_sparse_grads {
 /* mbx_result_alloc with flags (MBX_RESULT_SPARSE_DIRECT: no dense arrays or roles for sparse). */
 int mbx_result_alloc_ex(const mbx_request *req, mbx_result *res, unsigned flags,
                         mbx_detail *detail);
+/*
+ * Dense b64 gradients encoded by several workers, an image each, straight
+ * into their final texts, and the answer's JSON around them rendered apart,
+ * so a big answer is neither encoded on one thread nor copied.
+ * mbx_grads_text_size gives the size of output's text (MBX_REQUEST_INPUT_LOC
+ * for grad_loc, _CONF for grad_conf), or 0 when req's answer has no such
+ * text (gradients not dense b64, or a big-endian host: render whole then).
+ * mbx_grads_encode_image encodes image's slices of both gradients once its
+ * rows are final (any thread, images in any order, each once); it fails
+ * with MBX_E_INTERNAL on a non-finite value, as the whole render would.
+ * mbx_grads_encode_seams then writes the groups across image boundaries.
+ * mbx_response_render_json_around renders the answer without the two
+ * texts: out holds the rest, and the texts go at offsets holes[0] (grad_loc)
+ * and holes[1] (grad_conf) of it; out with them spliced in is exactly what
+ * mbx_response_render_json writes.
+ */
+size_t mbx_grads_text_size(const mbx_request *req, int output);
+int mbx_grads_encode_image(const mbx_request *req, const mbx_result *res, int64_t image,
+                           char *loc_text, char *conf_text, mbx_detail *detail);
+void mbx_grads_encode_seams(const mbx_request *req, const mbx_result *res, char *loc_text,
+                            char *conf_text);
+int mbx_response_render_json_around(const mbx_request *req, const mbx_result *res, char **out,
+                                    size_t *len, size_t holes[2], mbx_detail *detail);
+
 /* mbx_response_render_json with sparse gradients from sp (NULL: gathered from res). */
 int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *res,
                                     const mbx_sparse_grads *sp, char **out, size_t *len,
@@ -138,6 +197,19 @@ int mbx_base64_decode(const char *in, size_t len, void *out, size_t cap, size_t 
 size_t mbx_base64_encoded_size(size_t n);
 /* Writes the padded encoding of in[0..n) into out (mbx_base64_encoded_size(n) bytes, no NUL). */
 void mbx_base64_encode(const void *in, size_t n, char *out);
+/*
+ * Encoding a long array in slices, each by its own worker (base64_range.c):
+ * out is the whole array's encoding (mbx_base64_encoded_size(total)
+ * bytes).  mbx_base64_encode_inner writes the groups that lie wholly
+ * within bytes [from, to) of in[0..total), and the padded last group when
+ * to >= total; it reads only those bytes.  The group across a slice
+ * boundary at (at % 3 != 0) needs both neighbours' bytes:
+ * mbx_base64_encode_across writes it once both are final.  Slices that
+ * tile [0, total), plus one mbx_base64_encode_across per inner boundary,
+ * write exactly mbx_base64_encode(in, total, out).
+ */
+void mbx_base64_encode_inner(const void *in, size_t total, size_t from, size_t to, char *out);
+void mbx_base64_encode_across(const void *in, size_t total, size_t at, char *out);
 
 /*
  * Number formatting for JSON, no NUL written; out must hold MBX_NUMBER_MAX

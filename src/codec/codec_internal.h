@@ -72,6 +72,14 @@ void mbx_codec_free(void *ptr);
  */
 int mbx_base64_decode_part(const char *in, size_t len, size_t base, void *out, size_t cap,
                            size_t *written, mbx_detail *detail);
+/*
+ * Decodes bytes [from, from + n) of what in[0..len) encodes into out (n
+ * bytes), reading only the groups that hold them (base64_range.c).
+ * Returns 0, or MBX_E_BAD_BASE64 (no detail: an invalid character or
+ * misplaced padding in those groups, or bytes beyond the text); the whole
+ * text's decode then names the first fault.  Thread-safe, no allocation.
+ */
+int mbx_base64_decode_range(const char *in, size_t len, size_t from, size_t n, void *out);
 
 /* ------------------------------------------------------------- JSON paths */
 
@@ -135,6 +143,11 @@ void jbuf_free(jbuf *b);
  */
 int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
                     mbx_tensor_format fmt, const char *name, mbx_detail *detail);
+/*
+ * A float32 b64 TENSOR of the given rank and shape without its text:
+ * *hole is the offset in b where the text belongs (between the quotes).
+ */
+void jbuf_put_b64_hole(jbuf *b, int rank, const int64_t *shape, size_t *hole);
 
 /* ------------------------------------------------------ lifted strings */
 
@@ -225,6 +238,12 @@ int mbx_tensor_probe_lifted(const json_t *j, int rank, const mbx_lift *lift, mbx
  * MBX_E_BAD_BASE64, naming the element's path; dst is then partly written.
  */
 int mbx_tensor_fill(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail *detail);
+/*
+ * For a float32 b64 tensor only: the error mbx_tensor_fill would return,
+ * found the same way, with the values decoded a chunk at a time into a
+ * buffer of its own and dropped.  MBX_E_OUT_OF_MEMORY for that buffer.
+ */
+int mbx_tensor_check(const mbx_tensor_src *src, jpath *p, mbx_detail *detail);
 
 /* Appends "[i][j]..." for flat element index flat of shape to p. */
 void mbx_tensor_index_path(jpath *p, const int64_t *shape, int rank, int64_t flat);

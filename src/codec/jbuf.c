@@ -321,6 +321,15 @@ static int put_b64_floats(jbuf *b, const float *data, int64_t count, const int64
     return 0;
 }
 
+void jbuf_put_b64_hole(jbuf *b, int rank, const int64_t *shape, size_t *hole)
+{
+    jbuf_putc(b, '{');
+    put_shape(b, rank, shape);
+    jbuf_puts(b, ",\"dtype\":\"float32\",\"b64\":\"");
+    *hole = b->len;
+    jbuf_puts(b, "\"}");
+}
+
 int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
                     mbx_tensor_format fmt, const char *name, mbx_detail *detail)
 {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "half.h"
 
 /* --------------------------------------------------------------- results */
 
@@ -188,6 +189,10 @@ static int put_sparse(jbuf *b, const char *name, const float *dense, int64_t wid
     return rc;
 }
 
+static int render_json(const mbx_request *req, const mbx_result *res,
+                       const mbx_sparse_grads *sp, char **out, size_t *len, size_t holes[2],
+                       mbx_detail *detail);
+
 int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char **out,
                              size_t *len, mbx_detail *detail)
 {
@@ -197,6 +202,28 @@ int mbx_response_render_json(const mbx_request *req, const mbx_result *res, char
 int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *res,
                                     const mbx_sparse_grads *sp, char **out, size_t *len,
                                     mbx_detail *detail)
+{
+    return render_json(req, res, sp, out, len, NULL, detail);
+}
+
+int mbx_response_render_json_around(const mbx_request *req, const mbx_result *res, char **out,
+                                    size_t *len, size_t holes[2], mbx_detail *detail)
+{
+    *out = NULL;
+    if (!mbx_grads_text_size(req, MBX_REQUEST_INPUT_LOC))
+        return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT,
+                              "the answer has no dense b64 gradients to leave out");
+    return render_json(req, res, NULL, out, len, holes, detail);
+}
+
+/*
+ * The JSON text of a /v1/loss answer.  holes NULL: whole.  Otherwise the
+ * dense b64 gradients' texts are left out and holes[0], holes[1] get where
+ * grad_loc's and grad_conf's belong.
+ */
+static int render_json(const mbx_request *req, const mbx_result *res,
+                       const mbx_sparse_grads *sp, char **out, size_t *len, size_t holes[2],
+                       mbx_detail *detail)
 {
     const mbx_batch *bt = &req->batch;
     const int64_t B = bt->batch, A = bt->num_anchors, C = bt->num_classes;
@@ -223,7 +250,7 @@ int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *re
      * bytes a value, what mostly-zero gradients take) so big responses are
      * not copied from one growth to the next.
      */
-    if (o->gradients == MBX_GRAD_DENSE) {
+    if (o->gradients == MBX_GRAD_DENSE && !holes) {
         size_t values = (size_t)(B * A) * (size_t)(4 + C);
         size_t want = o->tensor_format == MBX_TENSOR_B64 ? mbx_base64_encoded_size(values * 4)
                                                          : values * 2;
@@ -241,7 +268,13 @@ int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *re
     jbuf_put_i64(&b, res->num_negatives);
     if (o->per_image && (rc = put_per_image(&b, res, B, detail)))
         goto fail;
-    if (o->gradients == MBX_GRAD_DENSE) {
+    if (o->gradients == MBX_GRAD_DENSE && holes) {
+        int64_t shape_loc[3] = {B, A, 4}, shape_conf[3] = {B, A, C};
+        put_key(&b, "grad_loc");
+        jbuf_put_b64_hole(&b, 3, shape_loc, &holes[0]);
+        put_key(&b, "grad_conf");
+        jbuf_put_b64_hole(&b, 3, shape_conf, &holes[1]);
+    } else if (o->gradients == MBX_GRAD_DENSE) {
         int64_t shape_loc[3] = {B, A, 4}, shape_conf[3] = {B, A, C};
         put_key(&b, "grad_loc");
         if ((rc = jbuf_put_tensor(&b, res->grad_loc, 3, shape_loc, o->tensor_format, "grad_loc",
@@ -311,4 +344,58 @@ int mbx_anchors_render_json(const float *anchors, int64_t count, mbx_tensor_form
     if (rc)
         return mbx_detail_set(detail, rc, "out of memory rendering the anchors");
     return 0;
+}
+
+/* ------------------------------------------- dense b64 gradients, by image */
+
+size_t mbx_grads_text_size(const mbx_request *req, int output)
+{
+    const mbx_batch *bt = &req->batch;
+    if (req->outputs.gradients != MBX_GRAD_DENSE || req->outputs.tensor_format != MBX_TENSOR_B64 ||
+        !mbx_host_is_little_endian())
+        return 0;
+    const int64_t w = output == MBX_REQUEST_INPUT_LOC ? 4 : bt->num_classes;
+    return mbx_base64_encoded_size((size_t)(bt->batch * bt->num_anchors * w) * sizeof(float));
+}
+
+int mbx_grads_encode_image(const mbx_request *req, const mbx_result *res, int64_t image,
+                           char *loc_text, char *conf_text, mbx_detail *detail)
+{
+    const mbx_batch *bt = &req->batch;
+    const int64_t B = bt->batch, A = bt->num_anchors;
+    const int64_t width[2] = {4, bt->num_classes};
+    const float *data[2] = {res->grad_loc, res->grad_conf};
+    char *text[2] = {loc_text, conf_text};
+    static const char *const name[2] = {"grad_loc", "grad_conf"};
+    for (int k = 0; k < 2; k++) {
+        const int64_t n = A * width[k], first = image * n;
+        const int64_t bad = mbx_find_non_finite(data[k] + first, n);
+        if (bad < n) {
+            const int64_t shape[3] = {B, A, width[k]};
+            jpath p;
+            jpath_init(&p);
+            jpath_key(&p, name[k]);
+            mbx_tensor_index_path(&p, shape, 3, first + bad);
+            return jpath_fail(detail, MBX_E_INTERNAL, &p, "non-finite value in the output");
+        }
+        const size_t bytes = (size_t)n * sizeof(float), total = (size_t)B * bytes;
+        mbx_base64_encode_inner(data[k], total, (size_t)image * bytes,
+                                (size_t)(image + 1) * bytes, text[k]);
+    }
+    return 0;
+}
+
+void mbx_grads_encode_seams(const mbx_request *req, const mbx_result *res, char *loc_text,
+                            char *conf_text)
+{
+    const mbx_batch *bt = &req->batch;
+    const int64_t B = bt->batch, A = bt->num_anchors;
+    const int64_t width[2] = {4, bt->num_classes};
+    const float *data[2] = {res->grad_loc, res->grad_conf};
+    char *text[2] = {loc_text, conf_text};
+    for (int k = 0; k < 2; k++) {
+        const size_t bytes = (size_t)(A * width[k]) * sizeof(float), total = (size_t)B * bytes;
+        for (int64_t i = 1; i < B; i++)
+            mbx_base64_encode_across(data[k], total, (size_t)i * bytes, text[k]);
+    }
 }

@@ -13,12 +13,16 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "half.h"
 
 struct mbx_request_storage {
     float *anchors, *loc, *conf, *boxes;
     int64_t *labels;
     uint8_t *difficult;
     mbx_image_targets *targets;
+    /* MBX_REQUEST_DEFER_INPUTS: loc, conf left as b64 text in the body. */
+    int deferred[2];
+    mbx_tensor_src input[2];
 };
 
 enum anchors_kind { ANCHORS_TENSOR, ANCHORS_PRESET, ANCHORS_PRIOR_BOX };
@@ -33,6 +37,7 @@ typedef struct probe {
     int64_t B, A, C;
     int64_t total_boxes;
     int any_difficult;
+    unsigned flags; /* MBX_REQUEST_DEFER_INPUTS */
 } probe;
 
 void mbx_request_free(mbx_request *req)
@@ -411,6 +416,20 @@ static void *alloc_array(size_t count, size_t size)
     return mbx_codec_malloc(count ? count * size : 1);
 }
 
+/*
+ * Whether an input may stay b64 text until mbx_request_load_input widens
+ * it: asked for, float32, and text lifted out of the body (which outlives
+ * the request then; shorter texts live in jansson's tree, gone after the
+ * parse).
+ */
+static int deferrable(const probe *pr, const mbx_tensor_src *src)
+{
+    const mbx_lift *l = pr->lift;
+    return (pr->flags & MBX_REQUEST_DEFER_INPUTS) && src->kind == MBX_TSRC_B64 &&
+           src->dtype_size == 4 && src->count > 0 && l && src->b64 >= l->body &&
+           src->b64_len <= l->len && src->b64 - l->body <= (ptrdiff_t)(l->len - src->b64_len);
+}
+
 static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail *d)
 {
     struct mbx_request_storage *s = req->storage;
@@ -419,16 +438,20 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
     size_t mark;
     int rc;
 
+    s->deferred[0] = deferrable(pr, &pr->loc_src);
+    s->deferred[1] = deferrable(pr, &pr->conf_src);
+    s->input[0] = pr->loc_src;
+    s->input[1] = pr->conf_src;
     s->anchors = alloc_array((size_t)A * 4, sizeof(float));
-    s->loc = alloc_array((size_t)(B * A * 4), sizeof(float));
-    s->conf = alloc_array((size_t)(B * A * C), sizeof(float));
+    s->loc = s->deferred[0] ? NULL : alloc_array((size_t)(B * A * 4), sizeof(float));
+    s->conf = s->deferred[1] ? NULL : alloc_array((size_t)(B * A * C), sizeof(float));
     s->boxes = alloc_array((size_t)pr->total_boxes * 4, sizeof(float));
     s->labels = alloc_array((size_t)pr->total_boxes, sizeof(int64_t));
     s->targets = alloc_array((size_t)B, sizeof(mbx_image_targets));
     if (pr->any_difficult)
         s->difficult = alloc_array((size_t)pr->total_boxes, 1);
-    if (!s->anchors || !s->loc || !s->conf || !s->boxes || !s->labels || !s->targets ||
-        (pr->any_difficult && !s->difficult))
+    if (!s->anchors || (!s->loc && !s->deferred[0]) || (!s->conf && !s->deferred[1]) ||
+        !s->boxes || !s->labels || !s->targets || (pr->any_difficult && !s->difficult))
         return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory for the request's tensors");
 
     /* Anchors. */
@@ -452,16 +475,17 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
     if (rc)
         return rc;
 
-    mark = jpath_key(p, "loc");
-    rc = mbx_tensor_fill(&pr->loc_src, s->loc, p, d);
-    jpath_restore(p, mark);
-    if (rc)
-        return rc;
-    mark = jpath_key(p, "conf");
-    rc = mbx_tensor_fill(&pr->conf_src, s->conf, p, d);
-    jpath_restore(p, mark);
-    if (rc)
-        return rc;
+    static const char *const input_key[2] = {"loc", "conf"};
+    float *const input_dst[2] = {s->loc, s->conf};
+    for (int k = 0; k < 2; k++) {
+        if (s->deferred[k])
+            continue;
+        mark = jpath_key(p, input_key[k]);
+        rc = mbx_tensor_fill(&s->input[k], input_dst[k], p, d);
+        jpath_restore(p, mark);
+        if (rc)
+            return rc;
+    }
 
     /* Targets: boxes, labels and difficult flags packed image after image. */
     mark = jpath_key(p, "targets");
@@ -501,6 +525,21 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
         off += g;
     }
     jpath_restore(p, mark);
+    /* The plain parse reads loc and conf before the targets: so do their errors. */
+    for (int k = 0; rc != 0 && k < 2; k++) {
+        if (!s->deferred[k])
+            continue;
+        mbx_detail first = {0, ""};
+        mark = jpath_key(p, input_key[k]);
+        int rc_input = mbx_tensor_check(&s->input[k], p, &first);
+        jpath_restore(p, mark);
+        if (rc_input != 0) {
+            if (d)
+                *d = first;
+            rc = rc_input;
+            break;
+        }
+    }
     if (rc)
         return rc;
 
@@ -516,8 +555,8 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
 
 /* ------------------------------------------------------------------ root */
 
-static int parse_root(const json_t *root, const mbx_lift *lift, mbx_request *req, jpath *p,
-                      mbx_detail *d)
+static int parse_root(const json_t *root, const mbx_lift *lift, unsigned flags,
+                      mbx_request *req, jpath *p, mbx_detail *d)
 {
     probe pr;
     const char *key;
@@ -527,6 +566,7 @@ static int parse_root(const json_t *root, const mbx_lift *lift, mbx_request *req
 
     memset(&pr, 0, sizeof pr);
     pr.lift = lift;
+    pr.flags = flags;
     if (!json_is_object(root))
         return jpath_fail(d, MBX_E_WRONG_TYPE, p, "the request body must be a JSON object, found %s",
                           mbx_json_type_name(root));
@@ -618,6 +658,12 @@ static int json_failure(const json_error_t *jerr, const mbx_lift *lift, mbx_deta
 
 int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_detail *detail)
 {
+    return mbx_request_parse_json_ex(body, len, 0, out, detail);
+}
+
+int mbx_request_parse_json_ex(const char *body, size_t len, unsigned flags, mbx_request **out,
+                              mbx_detail *detail)
+{
     json_error_t jerr;
     json_t *root;
     mbx_request *req;
@@ -650,7 +696,7 @@ int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_
         return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY, "out of memory");
     }
     jpath_init(&p);
-    rc = parse_root(root, &lift, req, &p, detail);
+    rc = parse_root(root, &lift, flags, req, &p, detail);
     json_decref(root);
     mbx_lift_free(&lift);
     if (rc) {
@@ -659,4 +705,56 @@ int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_
     }
     *out = req;
     return 0;
+}
+
+/* ------------------------------------------------------- deferred inputs */
+
+int mbx_request_deferred(const mbx_request *req, int input)
+{
+    return req && req->storage && (input == 0 || input == 1) && req->storage->deferred[input];
+}
+
+/* Widens values [first, first + n) of a deferred input into dst; as mbx_request_load_input. */
+static int64_t load_values(const mbx_tensor_src *t, int64_t first, int64_t n, float *dst)
+{
+    if (mbx_base64_decode_range(t->b64, t->b64_len, (size_t)first * 4, (size_t)n * 4, dst) != 0)
+        return 0; /* a bad character: mbx_request_input_fail names it */
+    if (!mbx_host_is_little_endian()) {
+        for (int64_t k = 0; k < n; k++) {
+            uint32_t u;
+            memcpy(&u, dst + k, 4);
+            u = (u >> 24) | ((u >> 8) & 0xff00u) | ((u << 8) & 0xff0000u) | (u << 24);
+            memcpy(dst + k, &u, 4);
+        }
+    }
+    const int64_t bad = mbx_find_non_finite(dst, n);
+    return bad < n ? bad : -1;
+}
+
+int64_t mbx_request_load_input(const mbx_request *req, int input, int64_t image,
+                               const int32_t *rows, int64_t n, float *dst)
+{
+    const mbx_tensor_src *t = &req->storage->input[input];
+    const int64_t A = req->batch.num_anchors, w = input == 0 ? 4 : req->batch.num_classes;
+    if (!rows)
+        return load_values(t, image * A * w, A * w, dst);
+    for (int64_t k = 0; k < n; k++) {
+        const int64_t a = (int64_t)rows[k] - image * A;
+        const int64_t bad = load_values(t, (image * A + a) * w, w, dst + a * w);
+        if (bad >= 0)
+            return a * w + bad;
+    }
+    return -1;
+}
+
+int mbx_request_input_fail(const mbx_request *req, int input, mbx_detail *detail)
+{
+    jpath p;
+    jpath_init(&p);
+    jpath_key(&p, input == 0 ? "loc" : "conf");
+    int rc = mbx_tensor_check(&req->storage->input[input], &p, detail);
+    if (rc == 0)
+        rc = mbx_detail_set(detail, MBX_E_INTERNAL, "%s: a load failed on valid values",
+                            input == 0 ? "loc" : "conf");
+    return rc;
 }

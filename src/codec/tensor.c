@@ -434,58 +434,75 @@ static int b64_error(int rc, const mbx_detail *sub, jpath *p, mbx_detail *detail
     return rc;
 }
 
+/*
+ * float32 b64: decodes 64 Ki characters (12288 floats) at a time straight
+ * into dst and checks each chunk for NaN / infinity while it is in cache.
+ * A bad character anywhere still wins over a non-finite value (400 before
+ * 422), so the first non-finite index is only remembered until the whole
+ * text has decoded.  With dst NULL every chunk decodes into one chunk-sized
+ * buffer instead: the same checks, no values kept (mbx_tensor_check).
+ */
+static int fill_b64_f32(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail *detail)
+{
+    enum { CHARS = 65536, CHUNK_BYTES = CHARS / 4 * 3 };
+    mbx_detail sub = {0, ""};
+    const size_t bytes = (size_t)src->count * 4;
+    unsigned char *chunk_buf = NULL;
+    if (!dst && !(chunk_buf = mbx_codec_malloc(CHUNK_BYTES)))
+        return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY, "out of memory checking a tensor");
+    const int swap = !host_is_little_endian();
+    size_t done_chars = 0, at = 0;
+    int64_t bad = -1;
+    int rc = 0;
+    while (done_chars < src->b64_len) {
+        size_t chunk = src->b64_len - done_chars;
+        size_t got;
+        if (chunk > CHARS)
+            chunk = CHARS;
+        unsigned char *u = dst ? (unsigned char *)dst + at : chunk_buf;
+        size_t cap = bytes - at;
+        if (!dst && cap > CHUNK_BYTES)
+            cap = CHUNK_BYTES;
+        rc = mbx_base64_decode_part(src->b64 + done_chars, chunk, done_chars, u, cap, &got, &sub);
+        if (rc) {
+            rc = b64_error(rc, &sub, p, detail);
+            break;
+        }
+        if (done_chars + chunk < src->b64_len && got != chunk / 4 * 3) {
+            mbx_detail_set(&sub, MBX_E_BAD_BASE64, "misplaced '=' padding before offset %zu",
+                           done_chars + chunk);
+            rc = b64_error(MBX_E_BAD_BASE64, &sub, p, detail);
+            break;
+        }
+        for (size_t i = 0; swap && i + 4 <= got; i += 4) {
+            unsigned char t0 = u[i], t1 = u[i + 1];
+            u[i] = u[i + 3];
+            u[i + 1] = u[i + 2];
+            u[i + 2] = t1;
+            u[i + 3] = t0;
+        }
+        if (bad < 0) {
+            const int64_t n = (int64_t)(got / 4);
+            float *v = (float *)(void *)u; /* chunks start on whole floats */
+            int64_t k = mbx_find_non_finite(v, n);
+            if (k < n)
+                bad = (int64_t)(at / 4) + k;
+        }
+        done_chars += chunk;
+        at += got;
+    }
+    mbx_codec_free(chunk_buf);
+    if (rc == 0 && bad >= 0)
+        rc = b64_value_error(src, bad, 0, p, detail);
+    return rc;
+}
+
 static int fill_b64(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail *detail)
 {
     mbx_detail sub = {0, ""};
     int rc;
-    if (src->dtype_size == 4) {
-        /*
-         * float32: decode 64 Ki characters (12288 floats) at a time straight
-         * into dst and check each chunk for NaN / infinity while it is in
-         * cache.  A bad character anywhere still wins over a non-finite
-         * value (400 before 422), so the first non-finite index is only
-         * remembered until the whole text has decoded.
-         */
-        enum { CHARS = 65536 };
-        const size_t bytes = (size_t)src->count * 4;
-        unsigned char *u = (unsigned char *)dst;
-        const int swap = !host_is_little_endian();
-        size_t done_chars = 0, at = 0;
-        int64_t bad = -1;
-        while (done_chars < src->b64_len) {
-            size_t chunk = src->b64_len - done_chars;
-            size_t got;
-            if (chunk > CHARS)
-                chunk = CHARS;
-            rc = mbx_base64_decode_part(src->b64 + done_chars, chunk, done_chars, u + at,
-                                        bytes - at, &got, &sub);
-            if (rc)
-                return b64_error(rc, &sub, p, detail);
-            if (done_chars + chunk < src->b64_len && got != chunk / 4 * 3) {
-                mbx_detail_set(&sub, MBX_E_BAD_BASE64, "misplaced '=' padding before offset %zu",
-                               done_chars + chunk);
-                return b64_error(MBX_E_BAD_BASE64, &sub, p, detail);
-            }
-            for (size_t i = at; swap && i + 4 <= at + got; i += 4) {
-                unsigned char t0 = u[i], t1 = u[i + 1];
-                u[i] = u[i + 3];
-                u[i + 1] = u[i + 2];
-                u[i + 2] = t1;
-                u[i + 3] = t0;
-            }
-            if (bad < 0) {
-                int64_t first = (int64_t)(at / 4), n = (int64_t)((at + got) / 4) - first;
-                int64_t k = mbx_find_non_finite(dst + first, n);
-                if (k < n)
-                    bad = first + k;
-            }
-            done_chars += chunk;
-            at += got;
-        }
-        if (bad >= 0)
-            return b64_value_error(src, bad, 0, p, detail);
-        return 0;
-    }
+    if (src->dtype_size == 4)
+        return fill_b64_f32(src, dst, p, detail);
     /*
      * float64: decode 4096 characters (384 doubles) at a time into the
      * stack and narrow.  Only the last chunk may carry padding, so a chunk
@@ -524,6 +541,14 @@ static int fill_b64(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail 
         done_chars += chunk;
     }
     return 0;
+}
+
+int mbx_tensor_check(const mbx_tensor_src *src, jpath *p, mbx_detail *detail)
+{
+    if (src->kind != MBX_TSRC_B64 || src->dtype_size != 4)
+        return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT,
+                              "only float32 b64 tensors are checked apart");
+    return src->count == 0 ? 0 : fill_b64_f32(src, NULL, p, detail);
 }
 
 int mbx_tensor_fill(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail *detail)

@@ -257,34 +257,41 @@ static void match_tail(svc_job *job)
         reduce_tail(job);
 }
 
+/*
+ * Image i's gradient with deferred inputs: re-widens only the rows the
+ * unit reads: loc at the positives, conf at the counted rows when their
+ * gradient is computed here (sparse and no dense array).  Known finite:
+ * match widened them all.
+ */
+static void grad_image_deferred(svc_split_job *j, int64_t i, int unit, const mbx_sparse_grad *sp)
+{
+    const int64_t A = j->batch->num_anchors;
+    mbx_image_input in = unit_input(j, i, unit);
+    int32_t *rows = j->row_scratch + (size_t)unit * 2 * (size_t)A;
+    int64_t P = 0, K = 0;
+    unit_result(j, mbx_loss_sparse_counts(j->loss, i, &P, &K));
+    const int conf_rows = j->deferred[1] && sp && !j->result->grad_conf;
+    mbx_sparse_grad r = {i * A, j->deferred[0] ? rows : NULL, NULL, conf_rows ? rows + A : NULL,
+                         NULL};
+    unit_result(j, mbx_loss_sparse_rows(j->loss, i, &r));
+    if (j->deferred[0])
+        j->ops->load(j, 0, i, r.loc_rows, P, (float *)in.loc);
+    if (conf_rows)
+        j->ops->load(j, 1, i, r.conf_rows, K, (float *)in.conf);
+    unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp));
+}
+
 static void grad_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
-    const int64_t A = j->batch->num_anchors;
     for (int64_t i; (i = take_image(j, j->images)) >= 0;) {
         const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
-        if (!any_deferred(j)) {
+        if (any_deferred(j))
+            grad_image_deferred(j, i, unit, sp);
+        else
             unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp));
-            continue;
-        }
-        /*
-         * Re-widen only the rows the unit reads: loc at the positives, conf
-         * at the counted rows when their gradient is computed here (sparse
-         * and no dense array).  Known finite: match widened them all.
-         */
-        mbx_image_input in = unit_input(j, i, unit);
-        int32_t *rows = j->row_scratch + (size_t)unit * 2 * (size_t)A;
-        int64_t P = 0, K = 0;
-        unit_result(j, mbx_loss_sparse_counts(j->loss, i, &P, &K));
-        const int conf_rows = j->deferred[1] && sp && !j->result->grad_conf;
-        mbx_sparse_grad r = {i * A, j->deferred[0] ? rows : NULL, NULL,
-                             conf_rows ? rows + A : NULL, NULL};
-        unit_result(j, mbx_loss_sparse_rows(j->loss, i, &r));
-        if (j->deferred[0])
-            j->ops->load(j, 0, i, r.loc_rows, P, (float *)in.loc);
-        if (conf_rows)
-            j->ops->load(j, 1, i, r.conf_rows, K, (float *)in.conf);
-        unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp));
+        if (j->ops->image_done)
+            j->ops->image_done(j, i);
     }
 }
 

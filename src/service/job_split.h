@@ -56,6 +56,13 @@ typedef struct svc_split_ops {
     int64_t (*load)(svc_split_job *j, int input, int64_t image, const int32_t *rows, int64_t n,
                     float *dst);
     int (*load_fail)(svc_split_job *j, int input, int64_t image, int64_t index, mbx_detail *d);
+    /*
+     * Optional (NULL: none).  A grad unit, once image's gradient rows are
+     * final: lets the job write its part of the answer while the other
+     * images are still computed.  Runs on any worker, concurrently, once
+     * per image.
+     */
+    void (*image_done)(svc_split_job *j, int64_t image);
 } svc_split_ops;
 
 /*

@@ -1,0 +1,432 @@
+/*
+ * test_defer.c - the codec's pieces that let several workers share one
+ * /v1 request's base64 (src/codec/base64_range.c, the deferred inputs of
+ * request.c, the split render of render.c), each checked against the whole
+ * operation it stands for:
+ *   - mbx_base64_decode_range on every slice of texts of every length up to
+ *     40 bytes equals the whole decode, and fails exactly when a bad
+ *     character or a misplaced '=' lies in a group the slice reads;
+ *   - slices encoded with mbx_base64_encode_inner plus the seams with
+ *     mbx_base64_encode_across write exactly mbx_base64_encode's text;
+ *   - every golden case with b64 float32 inputs: each image widened by
+ *     mbx_request_load_input (whole, and at some rows only) equals what the
+ *     plain parse decodes, bit for bit;
+ *   - faults (bad characters, misplaced padding, NaN, infinity, in loc and
+ *     conf, in several images at once, with a bad target box too) give
+ *     exactly the plain parse's code and message;
+ *   - an answer rendered around holes, with the gradients encoded image by
+ *     image in any order, equals the whole render byte for byte, and a
+ *     non-finite gradient fails the same way.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_internal.h"
+#include "helpers.h"
+
+static uint32_t rng = 12345u;
+static uint32_t next_rand(void)
+{
+    rng = rng * 1664525u + 1013904223u;
+    return rng >> 8;
+}
+
+/* --------------------------------------------------------- base64 slices */
+
+static void test_decode_range(void **state)
+{
+    (void)state;
+    for (size_t len = 1; len <= 40; len++) {
+        unsigned char plain[40], got[40];
+        for (size_t i = 0; i < len; i++)
+            plain[i] = (unsigned char)next_rand();
+        const size_t tlen = mbx_base64_encoded_size(len);
+        char text[64], bad[64];
+        mbx_base64_encode(plain, len, text);
+        for (size_t from = 0; from < len; from++)
+            for (size_t n = 1; from + n <= len; n++) {
+                memset(got, 0xee, sizeof got);
+                assert_int_equal(mbx_base64_decode_range(text, tlen, from, n, got), 0);
+                assert_memory_equal(got, plain + from, n);
+            }
+        /* A bad character in group g fails exactly the slices that read group g. */
+        const size_t data_chars = tlen - (len % 3 ? 3 - len % 3 : 0);
+        for (size_t at = 0; at < data_chars; at++) {
+            memcpy(bad, text, tlen);
+            /* '=' ends a group as padding would; in the last group it may be padding */
+            bad[at] = (at % 4 == 3 && at / 4 != tlen / 4 - 1) ? '=' : '!';
+            const size_t g = at / 4;
+            for (size_t from = 0; from < len; from++)
+                for (size_t n = 1; from + n <= len; n++) {
+                    const int reads = from / 3 <= g && g <= (from + n - 1) / 3;
+                    const int rc = mbx_base64_decode_range(bad, tlen, from, n, got);
+                    if (reads != (rc != 0))
+                        fail_msg("len %zu, '%c' at %zu, bytes [%zu, %zu): rc %d", len, bad[at],
+                                 at, from, from + n, rc);
+                }
+        }
+    }
+    /* Bytes beyond the text. */
+    unsigned char out[8];
+    assert_int_equal(mbx_base64_decode_range("Zm9v", 4, 2, 2, out), MBX_E_BAD_BASE64);
+    assert_int_equal(mbx_base64_decode_range("Zm8=", 4, 0, 3, out), MBX_E_BAD_BASE64);
+}
+
+static void test_encode_slices(void **state)
+{
+    (void)state;
+    static const size_t totals[] = {1, 2, 3, 4, 5, 16, 17, 100, 1000, 139712 * 2 + 5};
+    for (size_t t = 0; t < sizeof totals / sizeof totals[0]; t++) {
+        const size_t total = totals[t], tlen = mbx_base64_encoded_size(total);
+        unsigned char *plain = malloc(total);
+        char *whole = malloc(tlen), *sliced = malloc(tlen);
+        for (size_t i = 0; i < total; i++)
+            plain[i] = (unsigned char)next_rand();
+        mbx_base64_encode(plain, total, whole);
+        for (int trial = 0; trial < 20; trial++) {
+            /* Random cut points, slices written last to first. */
+            size_t cuts[12];
+            int ncuts = 0;
+            cuts[ncuts++] = 0;
+            for (int k = 0; k < 10; k++)
+                cuts[ncuts++] = next_rand() % (total + 1);
+            cuts[ncuts++] = total;
+            for (int a = 0; a < ncuts; a++)
+                for (int b = a + 1; b < ncuts; b++)
+                    if (cuts[b] < cuts[a]) {
+                        size_t tmp = cuts[a];
+                        cuts[a] = cuts[b];
+                        cuts[b] = tmp;
+                    }
+            memset(sliced, '#', tlen);
+            for (int k = ncuts - 2; k >= 0; k--)
+                mbx_base64_encode_inner(plain, total, cuts[k], cuts[k + 1], sliced);
+            for (int k = 1; k < ncuts - 1; k++)
+                mbx_base64_encode_across(plain, total, cuts[k], sliced);
+            if (memcmp(whole, sliced, tlen) != 0)
+                fail_msg("total %zu, trial %d: slices differ from the whole encoding", total,
+                         trial);
+        }
+        free(plain);
+        free(whole);
+        free(sliced);
+    }
+}
+
+/* ------------------------------------------------------- deferred inputs */
+
+static json_t *to_b64_32(const json_t *t, int rank)
+{
+    return th_to_b64(t, 4, rank);
+}
+
+/* Golden case name's request with every tensor as b64 float32, as compact text. */
+static char *golden_b64_body(const char *name)
+{
+    char path[4096];
+    json_error_t err;
+    snprintf(path, sizeof path, "%s/cases/%s", th_env("MBX_GOLDEN_DIR"), name);
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root)
+        fail_msg("%s: %s", path, err.text);
+    json_t *req = json_deep_copy(json_object_get(root, "request"));
+    json_decref(root);
+    th_rewrite_tensors(req, to_b64_32);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    return body;
+}
+
+static void check_loads(const char *name, const char *body)
+{
+    mbx_request *plain = NULL, *def = NULL;
+    mbx_detail d = {0, ""};
+    if (mbx_request_parse_json(body, strlen(body), &plain, &d) != 0)
+        fail_msg("%s: %s", name, d.message);
+    if (mbx_request_parse_json_ex(body, strlen(body), MBX_REQUEST_DEFER_INPUTS, &def, &d) != 0)
+        fail_msg("%s (deferred): %s", name, d.message);
+    const int64_t B = plain->batch.batch, A = plain->batch.num_anchors;
+    const float *values[2] = {plain->batch.loc, plain->batch.conf};
+    assert_null(def->batch.loc);
+    assert_null(def->batch.conf);
+    int32_t *rows = malloc((size_t)A * sizeof *rows);
+    for (int input = 0; input < 2; input++) {
+        assert_true(mbx_request_deferred(def, input));
+        const int64_t w = input == 0 ? 4 : plain->batch.num_classes;
+        float *dst = malloc((size_t)(A * w) * sizeof *dst);
+        for (int64_t i = 0; i < B; i++) {
+            const float *want = values[input] + i * A * w;
+            memset(dst, 0xee, (size_t)(A * w) * sizeof *dst);
+            assert_int_equal(mbx_request_load_input(def, input, i, NULL, 0, dst), -1);
+            if (memcmp(dst, want, (size_t)(A * w) * sizeof *dst) != 0)
+                fail_msg("%s: input %d image %lld differs", name, input, (long long)i);
+            /* Every third row, from the last: only those rows are written. */
+            int64_t n = 0;
+            for (int64_t a = A - 1; a >= 0; a -= 3)
+                rows[n++] = (int32_t)(i * A + a);
+            memset(dst, 0xee, (size_t)(A * w) * sizeof *dst);
+            assert_int_equal(mbx_request_load_input(def, input, i, rows, n, dst), -1);
+            for (int64_t a = 0; a < A; a++) {
+                const int picked = (A - 1 - a) % 3 == 0;
+                for (int64_t k = 0; k < w; k++) {
+                    uint32_t bits;
+                    memcpy(&bits, &dst[a * w + k], 4);
+                    if (picked ? memcmp(&dst[a * w + k], &want[a * w + k], 4) != 0
+                               : bits != 0xeeeeeeeeu)
+                        fail_msg("%s: input %d image %lld row %lld", name, input, (long long)i,
+                                 (long long)a);
+                }
+            }
+        }
+        free(dst);
+    }
+    free(rows);
+    mbx_request_free(plain);
+    mbx_request_free(def);
+}
+
+static void test_loads_equal_plain(void **state)
+{
+    (void)state;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/cases", th_env("MBX_GOLDEN_DIR"));
+    char **names = th_list_dir(dir, ".json");
+    assert_non_null(names);
+    int n = 0;
+    for (char **p = names; *p; p++, n++) {
+        char *body = golden_b64_body(*p);
+        check_loads(*p, body);
+        free(body);
+    }
+    assert_true(n >= 20);
+    th_free_list(names);
+}
+
+/*
+ * What a split job reports for body: the parse's error, else the first
+ * input (loc before conf) with a faulty image, through mbx_request_input_fail.
+ */
+static int deferred_outcome(const char *body, mbx_detail *d)
+{
+    mbx_request *req = NULL;
+    int rc = mbx_request_parse_json_ex(body, strlen(body), MBX_REQUEST_DEFER_INPUTS, &req, d);
+    if (rc != 0)
+        return rc;
+    const int64_t B = req->batch.batch, A = req->batch.num_anchors;
+    float *dst = malloc((size_t)(A * req->batch.num_classes + A * 4) * sizeof *dst);
+    for (int input = 0; input < 2 && rc == 0; input++)
+        for (int64_t i = B - 1; i >= 0; i--) /* any order: the units race */
+            if (mbx_request_load_input(req, input, i, NULL, 0, dst) >= 0) {
+                rc = mbx_request_input_fail(req, input, d);
+                break;
+            }
+    free(dst);
+    mbx_request_free(req);
+    return rc;
+}
+
+/* Replaces the b64 text of key's tensor in req with text. */
+static void set_b64(json_t *req, const char *key, const char *text)
+{
+    json_object_set_new(json_object_get(req, key), "b64", json_string(text));
+}
+
+/* key's values (float32) from req's b64 text; *n gets their count. */
+static float *get_values(json_t *req, const char *key, size_t *n)
+{
+    const char *t = json_string_value(json_object_get(json_object_get(req, key), "b64"));
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(th_b64_decode(t, strlen(t), &bytes, &len), 0);
+    *n = len / 4;
+    return (float *)(void *)bytes;
+}
+
+static void put_values(json_t *req, const char *key, const float *v, size_t n)
+{
+    char *t = th_b64_encode((const unsigned char *)v, n * 4);
+    set_b64(req, key, t);
+    free(t);
+}
+
+enum fault_kind { NAN_AT, INF_AT, CHAR_AT, PAD_AT };
+typedef struct fault {
+    const char *key; /* "loc" or "conf" */
+    enum fault_kind kind;
+    double where;    /* fraction of the tensor's values (or characters) */
+} fault;
+
+static void apply(json_t *req, const fault *f)
+{
+    size_t n;
+    float *v = get_values(req, f->key, &n);
+    const size_t at = (size_t)(f->where * (double)(n - 1));
+    if (f->kind == NAN_AT || f->kind == INF_AT) {
+        v[at] = f->kind == NAN_AT ? NAN : -INFINITY;
+        put_values(req, f->key, v, n);
+    } else {
+        char *t = strdup(json_string_value(json_object_get(json_object_get(req, f->key), "b64")));
+        const size_t c = (size_t)(f->where * (double)(strlen(t) - 8));
+        t[c] = f->kind == CHAR_AT ? '*' : '=';
+        set_b64(req, f->key, t);
+        free(t);
+    }
+    free(v);
+}
+
+static void test_faults_equal_plain(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        fault faults[3];
+        int bad_box; /* a degenerate GT box in the last image too */
+    } cases[] = {
+        {"NaN in loc, image 1", {{"loc", NAN_AT, 0.7}}, 0},
+        {"infinity in conf, image 0", {{"conf", INF_AT, 0.1}}, 0},
+        {"bad char in conf, image 1", {{"conf", CHAR_AT, 0.9}}, 0},
+        {"'=' inside loc", {{"loc", PAD_AT, 0.3}}, 0},
+        {"NaN in loc image 0, bad char in loc image 1",
+         {{"loc", NAN_AT, 0.2}, {"loc", CHAR_AT, 0.8}},
+         0},
+        {"NaN in conf image 0, bad char in conf image 1",
+         {{"conf", NAN_AT, 0.05}, {"conf", CHAR_AT, 0.95}},
+         0},
+        {"NaN in conf, bad char in loc", {{"conf", NAN_AT, 0.1}, {"loc", CHAR_AT, 0.9}}, 0},
+        {"two NaN in loc", {{"loc", NAN_AT, 0.9}, {"loc", NAN_AT, 0.4}}, 0},
+        {"NaN in conf and a degenerate box", {{"conf", NAN_AT, 0.6}}, 1},
+        {"bad char in loc and a degenerate box", {{"loc", CHAR_AT, 0.6}}, 1},
+        {"only a degenerate box", {{NULL, NAN_AT, 0}}, 1},
+    };
+    char *body = golden_b64_body("ssd300_voc_b2.json");
+    json_error_t err;
+    json_t *base = json_loads(body, 0, &err);
+    free(body);
+    assert_non_null(base);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        json_t *req = json_deep_copy(base);
+        for (int k = 0; k < 3 && cases[c].faults[k].key; k++)
+            apply(req, &cases[c].faults[k]);
+        if (cases[c].bad_box) {
+            json_t *targets = json_object_get(req, "targets");
+            json_t *t = json_array_get(targets, json_array_size(targets) - 1);
+            json_object_set_new(t, "boxes", json_pack("[[f,f,f,f]]", 0.5, 0.5, 0.4, 0.7));
+            json_object_set_new(t, "labels", json_pack("[i]", 1));
+            json_object_del(t, "difficult");
+        }
+        char *text = json_dumps(req, JSON_COMPACT);
+        mbx_request *plain = NULL;
+        mbx_detail want = {0, ""}, got = {0, ""};
+        const int rc_plain = mbx_request_parse_json(text, strlen(text), &plain, &want);
+        const int rc_def = deferred_outcome(text, &got);
+        if (rc_plain == 0 || rc_def != rc_plain || strcmp(want.message, got.message) != 0)
+            fail_msg("%s: plain %s \"%s\", deferred %s \"%s\"", cases[c].what,
+                     mbx_error_name(rc_plain), want.message, mbx_error_name(rc_def), got.message);
+        free(text);
+        json_decref(req);
+    }
+    json_decref(base);
+}
+
+/* ---------------------------------------------------------- split render */
+
+static void test_render_around(void **state)
+{
+    (void)state;
+    /* 7 anchors: image slices of 112 and 140 bytes, neither on a 3-byte group. */
+    mbx_request req;
+    memset(&req, 0, sizeof req);
+    req.batch.batch = 3;
+    req.batch.num_anchors = 7;
+    req.batch.num_classes = 5;
+    mbx_outputs_default(&req.outputs);
+    req.outputs.gradients = MBX_GRAD_DENSE;
+    req.outputs.tensor_format = MBX_TENSOR_B64;
+    req.outputs.per_image = 1;
+    req.outputs.matches = 1;
+    mbx_result res;
+    mbx_detail d = {0, ""};
+    assert_int_equal(mbx_result_alloc(&req, &res, &d), 0);
+    const int64_t rows = 21;
+    for (int64_t i = 0; i < rows * 4; i++)
+        res.grad_loc[i] = (float)((int)(next_rand() % 2001) - 1000) / 997.0f;
+    for (int64_t i = 0; i < rows * 5; i++)
+        res.grad_conf[i] = (float)((int)(next_rand() % 2001) - 1000) / 991.0f;
+    for (int64_t i = 0; i < rows; i++)
+        res.matches[i] = (int32_t)(i % 4) - 1;
+    res.loss = 1.25;
+    res.normalizer = 4;
+    res.num_positives = 4;
+
+    char *whole = NULL, *around = NULL;
+    size_t whole_len = 0, around_len = 0, holes[2];
+    assert_int_equal(mbx_response_render_json(&req, &res, &whole, &whole_len, &d), 0);
+    const size_t n_loc = mbx_grads_text_size(&req, MBX_REQUEST_INPUT_LOC);
+    const size_t n_conf = mbx_grads_text_size(&req, MBX_REQUEST_INPUT_CONF);
+    assert_int_equal(n_loc, mbx_base64_encoded_size(rows * 16));
+    assert_int_equal(n_conf, mbx_base64_encoded_size(rows * 20));
+    char *loc = malloc(n_loc), *conf = malloc(n_conf);
+    memset(loc, '#', n_loc);
+    memset(conf, '#', n_conf);
+    static const int order[3] = {2, 0, 1};
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(mbx_grads_encode_image(&req, &res, order[k], loc, conf, &d), 0);
+    mbx_grads_encode_seams(&req, &res, loc, conf);
+    assert_int_equal(mbx_response_render_json_around(&req, &res, &around, &around_len, holes, &d),
+                     0);
+    assert_true(holes[0] <= holes[1] && holes[1] <= around_len);
+    char *spliced = malloc(around_len + n_loc + n_conf + 1);
+    size_t at = 0;
+    memcpy(spliced + at, around, holes[0]);
+    at += holes[0];
+    memcpy(spliced + at, loc, n_loc);
+    at += n_loc;
+    memcpy(spliced + at, around + holes[0], holes[1] - holes[0]);
+    at += holes[1] - holes[0];
+    memcpy(spliced + at, conf, n_conf);
+    at += n_conf;
+    memcpy(spliced + at, around + holes[1], around_len - holes[1]);
+    at += around_len - holes[1];
+    assert_int_equal(at, whole_len);
+    assert_memory_equal(spliced, whole, whole_len);
+
+    /* A non-finite gradient: the whole render's error, from the image that holds it. */
+    res.grad_conf[1 * 7 * 5 + 12] = NAN;
+    mbx_detail want = {0, ""}, got = {0, ""};
+    char *none = NULL;
+    const int rc_whole = mbx_response_render_json(&req, &res, &none, &whole_len, &want);
+    assert_int_equal(rc_whole, MBX_E_INTERNAL);
+    assert_int_equal(mbx_grads_encode_image(&req, &res, 0, loc, conf, &got), 0);
+    assert_int_equal(mbx_grads_encode_image(&req, &res, 1, loc, conf, &got), rc_whole);
+    assert_string_equal(got.message, want.message);
+
+    /* Answers without dense b64 gradients have no texts to leave out. */
+    req.outputs.tensor_format = MBX_TENSOR_FLAT;
+    assert_int_equal(mbx_grads_text_size(&req, MBX_REQUEST_INPUT_LOC), 0);
+    assert_int_equal(mbx_response_render_json_around(&req, &res, &none, &around_len, holes, &d),
+                     MBX_E_INVALID_ARGUMENT);
+    free(spliced);
+    free(loc);
+    free(conf);
+    free(whole);
+    free(around);
+    mbx_result_release(&res);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_range),     cmocka_unit_test(test_encode_slices),
+        cmocka_unit_test(test_loads_equal_plain), cmocka_unit_test(test_faults_equal_plain),
+        cmocka_unit_test(test_render_around),
+    };
+    return cmocka_run_group_tests_name("codec defer", tests, NULL, NULL);
+}
