@@ -6,6 +6,13 @@
  * computed on a one-slot context and the response rendered, and the
  * rendered JSON must parse back.  The error body of a failure must be
  * valid JSON too (its message quotes bytes of the input).
+ *
+ * Two differential checks on the server's split path: the parse with
+ * MBX_REQUEST_DEFER_INPUTS, its loads image by image (in reverse order, as
+ * racing units may) and mbx_request_input_fail must give exactly the plain
+ * parse's outcome (the same code and message, or the same values bit for
+ * bit); and a dense b64 answer rendered around its gradients, encoded image
+ * by image, must splice into exactly the whole render.
  */
 #include "fuzz.h"
 
@@ -30,6 +37,91 @@ static int small_enough(const mbx_request *req)
     return 1;
 }
 
+/*
+ * The deferred parse of data against the plain one (plain: its request,
+ * or NULL after failure rc_plain with detail want).
+ */
+static void check_deferred(const uint8_t *data, size_t size, const mbx_request *plain,
+                           int rc_plain, const mbx_detail *want)
+{
+    mbx_request *req = NULL;
+    mbx_detail d = {0, ""};
+    int rc = mbx_request_parse_json_ex((const char *)data, size, MBX_REQUEST_DEFER_INPUTS, &req,
+                                       &d);
+    float *buf = NULL;
+    if (rc == 0) {
+        const mbx_batch *b = &req->batch;
+        const int64_t A = b->num_anchors, C = b->num_classes;
+        /* Only widen what a fuzz input can afford (the plain parse decoded it already). */
+        if (A > 0 && C > 0 && b->batch * A <= FUZZ_MAX_CELLS / (C + 4)) {
+            buf = malloc((size_t)(A * (C > 4 ? C : 4)) * sizeof *buf + 1);
+            FUZZ_CHECK(buf != NULL, "out of memory");
+        }
+        for (int input = 0; buf && input < 2 && rc == 0; input++) {
+            if (!mbx_request_deferred(req, input))
+                continue;
+            const int64_t w = input == 0 ? 4 : C;
+            for (int64_t i = b->batch - 1; i >= 0; i--) {
+                if (mbx_request_load_input(req, input, i, NULL, 0, buf) >= 0) {
+                    rc = mbx_request_input_fail(req, input, &d);
+                    break;
+                }
+                if (plain) {
+                    const float *v =
+                        (input == 0 ? plain->batch.loc : plain->batch.conf) + i * A * w;
+                    FUZZ_CHECK(memcmp(buf, v, (size_t)(A * w) * sizeof *buf) == 0,
+                               "deferred input %d image %lld differs from the plain parse", input,
+                               (long long)i);
+                }
+            }
+        }
+    }
+    if (rc == 0 && !buf && req && plain == NULL) {
+        /* Too big to widen here: the plain parse failing is then not checked. */
+        mbx_request_free(req);
+        return;
+    }
+    fuzz_note("deferred: %s: %s", mbx_error_name(rc), d.message);
+    FUZZ_CHECK(rc == rc_plain, "deferred parse %s, plain %s (%s / %s)", mbx_error_name(rc),
+               mbx_error_name(rc_plain), d.message, want->message);
+    if (rc != 0)
+        FUZZ_CHECK(strcmp(d.message, want->message) == 0, "messages differ: \"%s\" / \"%s\"",
+                   d.message, want->message);
+    free(buf);
+    mbx_request_free(req);
+}
+
+/* A dense b64 answer rendered around its texts, encoded image by image, against the whole. */
+static void check_render_around(const mbx_request *req, const mbx_result *res, const char *whole,
+                                size_t whole_len)
+{
+    const size_t n_loc = mbx_grads_text_size(req, MBX_REQUEST_INPUT_LOC);
+    const size_t n_conf = mbx_grads_text_size(req, MBX_REQUEST_INPUT_CONF);
+    if (!n_loc)
+        return;
+    char *loc = malloc(n_loc + 1), *conf = malloc(n_conf + 1), *around = NULL;
+    FUZZ_CHECK(loc && conf, "out of memory");
+    mbx_detail d = {0, ""};
+    for (int64_t i = req->batch.batch - 1; i >= 0; i--)
+        FUZZ_CHECK(mbx_grads_encode_image(req, res, i, loc, conf, &d) == 0, "encode_image: %s",
+                   d.message);
+    mbx_grads_encode_seams(req, res, loc, conf);
+    size_t len = 0, at[2];
+    FUZZ_CHECK(mbx_response_render_json_around(req, res, &around, &len, at, &d) == 0,
+               "render_around: %s", d.message);
+    FUZZ_CHECK(len + n_loc + n_conf == whole_len, "spliced length %zu, whole %zu",
+               len + n_loc + n_conf, whole_len);
+    const char *w = whole;
+    FUZZ_CHECK(memcmp(w, around, at[0]) == 0 && memcmp(w + at[0], loc, n_loc) == 0 &&
+                   memcmp(w + at[0] + n_loc, around + at[0], at[1] - at[0]) == 0 &&
+                   memcmp(w + n_loc + at[1], conf, n_conf) == 0 &&
+                   memcmp(w + n_loc + n_conf + at[1], around + at[1], len - at[1]) == 0,
+               "the spliced answer differs from the whole render");
+    free(around);
+    free(loc);
+    free(conf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     mbx_request *req = (mbx_request *)&req; /* poison: must be set to NULL on failure */
@@ -45,8 +137,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(mbx_error_render_json(rc, d.message, &out, &len) == 0, "error render failed");
         fuzz_check_json(out, len, "error body");
         free(out);
+        check_deferred(data, size, NULL, rc, &d);
         return 0;
     }
+    check_deferred(data, size, req, 0, &d);
     FUZZ_CHECK(req != NULL, "success without a request");
     fuzz_note("parse: ok, B=%lld A=%lld C=%lld max_boxes=%lld", (long long)req->batch.batch,
               (long long)req->batch.num_anchors, (long long)req->batch.num_classes,
@@ -74,6 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0, "render: %s: %s", mbx_error_name(rc), d.message);
     fuzz_check_json(out, len, "response");
     fuzz_note("computed: loss %g, %zu response bytes", res.loss, len);
+    check_render_around(req, &res, out, len);
     free(out);
 
     mbx_loss_free(loss);
