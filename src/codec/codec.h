@@ -70,6 +70,23 @@ int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_
 enum { MBX_REQUEST_INPUT_LOC = 0, MBX_REQUEST_INPUT_CONF = 1 };
 int mbx_request_parse_json_ex(const char *body, size_t len, unsigned flags, mbx_request **out,
                               mbx_detail *detail);
+/*
+ * Every /v1 parse starts with one pass over the whole body that finds its
+ * long string values (b64 tensors), so that jansson never lexes them.  A
+ * server can run that pass while the body arrives, on bytes still in
+ * cache: mbx_body_scan_feed after each chunk with the body's first avail
+ * bytes (the buffer may move between calls; its bytes may not change),
+ * then mbx_request_parse_json_scanned on the whole body, which scans only
+ * what is left and answers exactly as mbx_request_parse_json_ex.  A scan
+ * serves one parse.  mbx_body_scan_new returns NULL when out of memory;
+ * a feed that runs out of memory only makes the parse scan again.
+ */
+typedef struct mbx_body_scan mbx_body_scan;
+mbx_body_scan *mbx_body_scan_new(void);
+void mbx_body_scan_feed(mbx_body_scan *scan, const char *body, size_t avail);
+void mbx_body_scan_free(mbx_body_scan *scan);
+int mbx_request_parse_json_scanned(const char *body, size_t len, unsigned flags,
+                                   mbx_body_scan *scan, mbx_request **out, mbx_detail *detail);
 /* 1 when input (MBX_REQUEST_INPUT_LOC or _CONF) was deferred by the parse. */
 int mbx_request_deferred(const mbx_request *req, int input);
 /*

@@ -172,10 +172,30 @@ typedef struct mbx_lift {
     size_t pos, next;    /* mbx_lift_read: next body byte, next item */
     char ph[48];         /* placeholder being emitted */
     size_t ph_len, ph_pos;
+    /* The scan, resumable as more of the body arrives (mbx_lift_feed). */
+    size_t min_len;
+    size_t scan_pos;     /* outside strings: the next byte to look at */
+    int in_string;       /* inside the string opened at open */
+    int escaped;         /* that string has an escape so far */
+    size_t open, scan_i; /* its opening quote; where its scan resumes */
 } mbx_lift;
 
 /* Fills l (zeroed first); 0 or MBX_E_OUT_OF_MEMORY (free l in both cases). */
 int mbx_lift_scan(mbx_lift *l, const char *body, size_t len, size_t min_len);
+/*
+ * The same scan in steps, while the body arrives: mbx_lift_init zeroes l,
+ * then each mbx_lift_feed scans the body's first avail bytes (avail never
+ * shrinks; the bytes already scanned never change, though the buffer may
+ * move) as far as they allow.  Fed in any steps up to len, l holds what
+ * mbx_lift_scan(l, body, len, min_len) finds.  0 or MBX_E_OUT_OF_MEMORY.
+ */
+void mbx_lift_init(mbx_lift *l, size_t min_len);
+int mbx_lift_feed(mbx_lift *l, const char *body, size_t avail);
+/* codec.h's mbx_body_scan: a scan fed while the body arrives. */
+struct mbx_body_scan {
+    mbx_lift lift;
+    int failed; /* a feed ran out of memory: the parse scans again */
+};
 void mbx_lift_free(mbx_lift *l);
 /* A json_load_callback_t reading l's body with the lifted strings replaced. */
 size_t mbx_lift_read(void *buffer, size_t buflen, void *data);

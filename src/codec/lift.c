@@ -91,39 +91,83 @@ static int push(mbx_lift *l, size_t start, size_t len)
     return 0;
 }
 
-int mbx_lift_scan(mbx_lift *l, const char *body, size_t len, size_t min_len)
+void mbx_lift_init(mbx_lift *l, size_t min_len)
 {
     memset(l, 0, sizeof *l);
-    if (min_len < 32)
-        min_len = 32; /* longer than any placeholder */
-    l->body = body;
-    l->len = len;
-    size_t pos = 0;
-    while (pos < len) {
-        const char *q = memchr(body + pos, '"', len - pos);
-        if (!q)
-            break;
-        size_t open = (size_t)(q - body), i = open + 1, close;
-        int escaped = 0;
+    l->min_len = min_len < 32 ? 32 : min_len; /* longer than any placeholder */
+}
+
+int mbx_lift_feed(mbx_lift *l, const char *body, size_t avail)
+{
+    for (;;) {
+        if (!l->in_string) {
+            if (l->scan_pos >= avail)
+                return 0;
+            const char *q = memchr(body + l->scan_pos, '"', avail - l->scan_pos);
+            if (!q) {
+                l->scan_pos = avail;
+                return 0;
+            }
+            l->open = (size_t)(q - body);
+            l->scan_i = l->open + 1;
+            l->escaped = 0;
+            l->in_string = 1;
+        }
+        /* Inside the string: to its closing quote, over escapes, or to the end of the bytes in. */
+        size_t close;
         for (;;) {
-            size_t k = i < len ? i + find_end(body + i, len - i) : len;
-            if (k >= len)
-                return 0; /* unterminated: jansson will say so */
+            if (l->scan_i >= avail)
+                return 0; /* unterminated so far */
+            const size_t k = l->scan_i + find_end(body + l->scan_i, avail - l->scan_i);
+            if (k >= avail) {
+                l->scan_i = avail;
+                return 0;
+            }
             if (body[k] == '"') {
                 close = k;
                 break;
             }
-            escaped = 1;
-            i = k + 2; /* skip the escaped character */
+            l->escaped = 1;
+            l->scan_i = k + 2; /* skip the escaped character */
         }
-        if (!escaped && close - open - 1 >= min_len && value_position(body, open)) {
-            int rc = push(l, open + 1, close - open - 1);
+        l->in_string = 0;
+        l->scan_pos = close + 1;
+        if (!l->escaped && close - l->open - 1 >= l->min_len && value_position(body, l->open)) {
+            int rc = push(l, l->open + 1, close - l->open - 1);
             if (rc)
                 return rc;
         }
-        pos = close + 1;
     }
-    return 0;
+}
+
+int mbx_lift_scan(mbx_lift *l, const char *body, size_t len, size_t min_len)
+{
+    mbx_lift_init(l, min_len);
+    l->body = body;
+    l->len = len;
+    return mbx_lift_feed(l, body, len); /* a string left open: jansson will say so */
+}
+
+mbx_body_scan *mbx_body_scan_new(void)
+{
+    mbx_body_scan *s = mbx_codec_calloc(1, sizeof *s);
+    if (s)
+        mbx_lift_init(&s->lift, MBX_LIFT_MIN);
+    return s;
+}
+
+void mbx_body_scan_feed(mbx_body_scan *s, const char *body, size_t avail)
+{
+    if (s && !s->failed && mbx_lift_feed(&s->lift, body, avail) != 0)
+        s->failed = 1;
+}
+
+void mbx_body_scan_free(mbx_body_scan *s)
+{
+    if (!s)
+        return;
+    mbx_lift_free(&s->lift);
+    mbx_codec_free(s);
 }
 
 void mbx_lift_free(mbx_lift *l)

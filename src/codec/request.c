@@ -664,10 +664,16 @@ int mbx_request_parse_json(const char *body, size_t len, mbx_request **out, mbx_
 int mbx_request_parse_json_ex(const char *body, size_t len, unsigned flags, mbx_request **out,
                               mbx_detail *detail)
 {
+    return mbx_request_parse_json_scanned(body, len, flags, NULL, out, detail);
+}
+
+int mbx_request_parse_json_scanned(const char *body, size_t len, unsigned flags,
+                                   mbx_body_scan *scan, mbx_request **out, mbx_detail *detail)
+{
     json_error_t jerr;
     json_t *root;
     mbx_request *req;
-    mbx_lift lift;
+    mbx_lift own, *lift = &own;
     jpath p;
     int rc;
 
@@ -678,27 +684,34 @@ int mbx_request_parse_json_ex(const char *body, size_t len, unsigned flags, mbx_
         return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, "body is NULL");
     if (!body)
         body = "";
-    rc = mbx_lift_scan(&lift, body, len, MBX_LIFT_MIN);
+    if (scan && !scan->failed) { /* what the scan has not seen yet */
+        lift = &scan->lift;
+        rc = mbx_lift_feed(lift, body, len);
+        lift->body = body;
+        lift->len = len;
+    } else {
+        rc = mbx_lift_scan(lift, body, len, MBX_LIFT_MIN);
+    }
     if (rc) {
-        mbx_lift_free(&lift);
+        mbx_lift_free(lift);
         return mbx_detail_set(detail, rc, "out of memory scanning the body");
     }
-    root = json_load_callback(mbx_lift_read, &lift, JSON_REJECT_DUPLICATES, &jerr);
+    root = json_load_callback(mbx_lift_read, lift, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        rc = json_failure(&jerr, &lift, detail);
-        mbx_lift_free(&lift);
+        rc = json_failure(&jerr, lift, detail);
+        mbx_lift_free(lift);
         return rc;
     }
     req = mbx_codec_calloc(1, sizeof *req);
     if (!req) {
         json_decref(root);
-        mbx_lift_free(&lift);
+        mbx_lift_free(lift);
         return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY, "out of memory");
     }
     jpath_init(&p);
-    rc = parse_root(root, &lift, flags, req, &p, detail);
+    rc = parse_root(root, lift, flags, req, &p, detail);
     json_decref(root);
-    mbx_lift_free(&lift);
+    mbx_lift_free(lift);
     if (rc) {
         mbx_request_free(req);
         return rc;

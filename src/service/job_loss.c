@@ -1,7 +1,8 @@
 /*
  * job_loss.c - POST /v1/loss as a split job (job_split.c runs the phases):
  * the body is parsed as JSON by the /v1 codec (long b64 strings never go
- * through jansson).  float32 b64 loc and conf stay text in the body and
+ * through jansson; the scan that finds them runs on the HTTP thread while
+ * the body arrives, svc_loss_begin).  float32 b64 loc and conf stay text in the body and
  * are decoded one image at a time by the match units (ops->load), so both
  * workers share the decoding; otherwise the body is freed as soon as it is
  * parsed, since the parsed request then holds its own tensors.  Dense b64
@@ -21,6 +22,7 @@
 
 typedef struct loss_job {
     svc_split_job base; /* first member */
+    mbx_body_scan *scan; /* the scan run during the upload (NULL: none), for parse */
     mbx_request *parsed;
     mbx_result result;
     int result_allocated;
@@ -51,8 +53,11 @@ static int loss_parse(svc_split_job *sj, mbx_detail *d)
 {
     loss_job *j = (loss_job *)sj;
     svc_request *req = sj->req;
-    int rc = mbx_request_parse_json_ex(req->body ? req->body + req->body_offset : "",
-                                       req->body_len, MBX_REQUEST_DEFER_INPUTS, &j->parsed, d);
+    int rc = mbx_request_parse_json_scanned(req->body ? req->body + req->body_offset : "",
+                                            req->body_len, MBX_REQUEST_DEFER_INPUTS, j->scan,
+                                            &j->parsed, d);
+    mbx_body_scan_free(j->scan);
+    j->scan = NULL;
     if (rc != 0)
         return rc;
     sj->deferred[0] = mbx_request_deferred(j->parsed, MBX_REQUEST_INPUT_LOC);
@@ -149,6 +154,8 @@ static void loss_release(svc_split_job *sj)
     j->result_allocated = 0;
     mbx_request_free(j->parsed);
     j->parsed = NULL;
+    mbx_body_scan_free(j->scan);
+    j->scan = NULL;
     for (int k = 0; k < 2; k++) {
         free(j->grads_text[k]);
         j->grads_text[k] = NULL;
@@ -173,12 +180,42 @@ static int loss_load_fail(svc_split_job *sj, int input, int64_t image, int64_t i
 static const svc_split_ops loss_ops = {loss_parse,     loss_render,   loss_release,
                                        loss_load,      loss_load_fail, loss_image_done};
 
+/* HTTP thread, after each stored chunk: the scan goes as far as the bytes in. */
+static void loss_progress(svc_request *r)
+{
+    mbx_body_scan_feed(r->hook_data, r->body + r->body_offset, r->body_len);
+}
+
+/* HTTP thread: the connection ended before the handler ran (or an error answered it). */
+static int loss_abandon(svc_request *r)
+{
+    mbx_body_scan_free(r->hook_data);
+    r->hook_data = NULL;
+    r->on_progress = NULL;
+    r->on_abandon = NULL;
+    return 0;
+}
+
+void svc_loss_begin(svc_request *r)
+{
+    if (!(r->hook_data = mbx_body_scan_new()))
+        return;
+    r->on_progress = loss_progress;
+    r->on_abandon = loss_abandon;
+}
+
 void svc_handle_loss(svc_request *req)
 {
+    mbx_body_scan *scan = req->hook_data;
+    req->hook_data = NULL;
+    req->on_progress = NULL;
+    req->on_abandon = NULL;
     loss_job *j = calloc(1, sizeof *j);
     if (!j) {
+        mbx_body_scan_free(scan);
         svc_request_fail(req, MBX_E_OUT_OF_MEMORY, "out of memory");
         return;
     }
+    j->scan = scan;
     svc_split_dispatch(req, &j->base, &loss_ops);
 }

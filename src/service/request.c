@@ -175,7 +175,7 @@ void svc_request_begin(svc_request *r)
     }
 
     r->body_kind = r->match.method->body;
-    if (r->body_kind == SVC_BODY_JSON) {
+    if (r->body_kind == SVC_BODY_JSON || r->body_kind == SVC_BODY_LOSS) {
         const char *ct = svc_request_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!is_json_type(ct)) {
             svc_request_fail(r, MBX_E_UNSUPPORTED_MEDIA_TYPE,
@@ -202,6 +202,8 @@ void svc_request_begin(svc_request *r)
         svc_request_fail(r, MBX_E_OVERLOADED, "server is overloaded, retry later");
         return;
     }
+    if (r->body_kind == SVC_BODY_LOSS)
+        svc_loss_begin(r);
 }
 
 void svc_request_data(svc_request *r, const char *data, size_t n)

@@ -17,8 +17,10 @@ typedef enum svc_body_kind {
     SVC_BODY_NONE = 0, /* no body expected; a small one is read and ignored */
     SVC_BODY_JSON,     /* JSON text: application/json, --max-json-body-bytes */
     SVC_BODY_BINARY,   /* any bytes: --max-body-bytes */
-    SVC_BODY_OIP       /* /v2 inference: JSON header + binary tensors; content type,
+    SVC_BODY_OIP,      /* /v2 inference: JSON header + binary tensors; content type,
                         * limits and buffer alignment from svc_oip_begin (job_oip.c) */
+    SVC_BODY_LOSS      /* /v1/loss: as SVC_BODY_JSON, and scanned for long strings while
+                        * it arrives (svc_loss_begin, job_loss.c) */
 } svc_body_kind;
 
 /* Route flags. */

@@ -6,7 +6,7 @@
 #include "routes.h"
 
 const svc_route svc_routes[] = {
-    {"/v1/loss", SVC_ROUTE_WORK, {{"POST", svc_handle_loss, SVC_BODY_JSON}}},
+    {"/v1/loss", SVC_ROUTE_WORK, {{"POST", svc_handle_loss, SVC_BODY_LOSS}}},
     {"/v1/anchors/{preset}", SVC_ROUTE_WORK, {{"GET", svc_handle_anchors, SVC_BODY_NONE}}},
     {"/livez", 0, {{"GET", svc_handle_livez, SVC_BODY_NONE}}},
     {"/readyz", 0, {{"GET", svc_handle_readyz, SVC_BODY_NONE}}},

@@ -14,6 +14,10 @@
  *   - faults (bad characters, misplaced padding, NaN, infinity, in loc and
  *     conf, in several images at once, with a bad target box too) give
  *     exactly the plain parse's code and message;
+ *   - the scan for long strings fed in random steps (one byte at a time on
+ *     small bodies) finds exactly what the one-pass scan finds, on golden
+ *     bodies and on strings with escapes, keys and an unterminated end, and
+ *     a parse that finishes a partly fed scan answers as a plain one;
  *   - an answer rendered around holes, with the gradients encoded image by
  *     image in any order, equals the whole render byte for byte, and a
  *     non-finite gradient fails the same way.
@@ -336,6 +340,104 @@ static void test_faults_equal_plain(void **state)
     json_decref(base);
 }
 
+/* ------------------------------------------------------ scan in steps */
+
+/* The one-pass scan of body against scans fed in random steps. */
+static void check_scan_steps(const char *body, size_t len, const char *what)
+{
+    mbx_lift whole;
+    assert_int_equal(mbx_lift_scan(&whole, body, len, MBX_LIFT_MIN), 0);
+    for (int trial = 0; trial < 40; trial++) {
+        mbx_lift l;
+        mbx_lift_init(&l, MBX_LIFT_MIN);
+        size_t avail = 0;
+        while (avail < len) {
+            const size_t step = trial == 0 ? 1 : 1 + next_rand() % (trial < 20 ? 7 : 4096);
+            avail = avail + step > len ? len : avail + step;
+            assert_int_equal(mbx_lift_feed(&l, body, avail), 0);
+        }
+        if (l.count != whole.count)
+            fail_msg("%s, trial %d: %zu strings in steps, %zu at once", what, trial, l.count,
+                     whole.count);
+        for (size_t k = 0; k < l.count; k++)
+            if (l.items[k].start != whole.items[k].start || l.items[k].len != whole.items[k].len)
+                fail_msg("%s, trial %d: string %zu differs", what, trial, k);
+        mbx_lift_free(&l);
+    }
+    mbx_lift_free(&whole);
+}
+
+static void test_scan_in_steps(void **state)
+{
+    (void)state;
+    char long_text[700];
+    memset(long_text, 'Q', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    char *bodies[6];
+    /* Escapes inside short and long strings, a long key, a long array element, and the end. */
+    const char *fmt[] = {
+        "{\"a\":\"%s\",\"b\\\"x\":\"q\\\\\",\"c\":[\"%s\"],\"%s\":1}",
+        "{\"e\":\"%.300s\\n%s\",\"f\" :  \"%s\"}",
+        "{\"g\":\"%s\",\"h\":\"%s", /* unterminated */
+    };
+    int n = 0;
+    bodies[n] = malloc(4096);
+    snprintf(bodies[n++], 4096, fmt[0], long_text, long_text, long_text);
+    bodies[n] = malloc(4096);
+    snprintf(bodies[n++], 4096, fmt[1], long_text, long_text, long_text);
+    bodies[n] = malloc(4096);
+    snprintf(bodies[n++], 4096, fmt[2], long_text, long_text);
+    for (int k = 0; k < n; k++) {
+        char what[32];
+        snprintf(what, sizeof what, "body %d", k);
+        check_scan_steps(bodies[k], strlen(bodies[k]), what);
+        free(bodies[k]);
+    }
+    /* Golden bodies, with a parse that finishes a scan fed with part of the body. */
+    static const char *const names[] = {"ssd300_voc_b2.json", "batch_with_empty_image.json",
+                                        "tiny.json"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        char *body = golden_b64_body(names[k]);
+        const size_t len = strlen(body);
+        check_scan_steps(body, len, names[k]);
+        mbx_body_scan *scan = mbx_body_scan_new();
+        assert_non_null(scan);
+        mbx_body_scan_feed(scan, body, len / 3);
+        mbx_body_scan_feed(scan, body, len / 2);
+        mbx_request *a = NULL, *b = NULL;
+        mbx_detail d = {0, ""};
+        assert_int_equal(
+            mbx_request_parse_json_scanned(body, len, MBX_REQUEST_DEFER_INPUTS, scan, &a, &d), 0);
+        assert_int_equal(mbx_request_parse_json(body, len, &b, &d), 0);
+        assert_int_equal(a->batch.batch, b->batch.batch);
+        assert_true(mbx_request_deferred(a, MBX_REQUEST_INPUT_CONF));
+        const int64_t A = b->batch.num_anchors, C = b->batch.num_classes;
+        float *conf = malloc((size_t)(A * C) * sizeof *conf);
+        for (int64_t i = 0; i < b->batch.batch; i++) {
+            assert_int_equal(mbx_request_load_input(a, MBX_REQUEST_INPUT_CONF, i, NULL, 0, conf),
+                             -1);
+            assert_memory_equal(conf, b->batch.conf + i * A * C, (size_t)(A * C) * sizeof *conf);
+        }
+        free(conf);
+        mbx_body_scan_free(scan);
+        mbx_request_free(a);
+        mbx_request_free(b);
+        /* A broken body: the same error (the position is mapped back through the scan's strings). */
+        body[len - 1] = ',';
+        mbx_detail want = {0, ""}, got = {0, ""};
+        scan = mbx_body_scan_new();
+        mbx_body_scan_feed(scan, body, len - 1);
+        const int rc_plain = mbx_request_parse_json(body, len, &b, &want);
+        const int rc_scan =
+            mbx_request_parse_json_scanned(body, len, MBX_REQUEST_DEFER_INPUTS, scan, &a, &got);
+        assert_int_not_equal(rc_plain, 0);
+        assert_int_equal(rc_scan, rc_plain);
+        assert_string_equal(got.message, want.message);
+        mbx_body_scan_free(scan);
+        free(body);
+    }
+}
+
 /* ---------------------------------------------------------- split render */
 
 static void test_render_around(void **state)
@@ -426,7 +528,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_range),     cmocka_unit_test(test_encode_slices),
         cmocka_unit_test(test_loads_equal_plain), cmocka_unit_test(test_faults_equal_plain),
-        cmocka_unit_test(test_render_around),
+        cmocka_unit_test(test_scan_in_steps), cmocka_unit_test(test_render_around),
     };
     return cmocka_run_group_tests_name("codec defer", tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * test_loss.c - POST /v1/loss over real HTTP: every golden case in each
  * tensor format (nested, flat, b64 in both directions) against the golden
  * "expected" with the README's tolerances, and every error class of the
- * contract with its status and code.
+ * contract with its status and code; a b64 body uploaded in small pieces
+ * (the server scans it for long strings while it arrives) gets the answer,
+ * byte for byte, of the same body sent at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,11 +12,18 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -34,6 +43,12 @@ static int teardown(void **state)
 {
     (void)state;
     return server_stop_shared(&srv, 60, &teardown_failed);
+}
+
+/* POSTs JSON text to /v1/loss at once. */
+static void post_json_text(const char *text, size_t len, http_resp *r)
+{
+    http_post_json(server_url(&srv, "/v1/loss"), text, len, r);
 }
 
 /* POSTs a JSON value to /v1/loss. */
@@ -292,6 +307,93 @@ static void test_unknown_preset_in_body(void **state)
     json_decref(req);
 }
 
+/* Posts body over a raw socket in pieces cut at random, 1 ms apart; returns the answer's body. */
+static char *post_in_pieces(const char *body, size_t len, int pieces, long *status)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)srv.port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "POST /v1/loss HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", len);
+    assert_int_equal(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
+    size_t sent = 0;
+    unsigned seed = 99;
+    for (int k = 0; k < pieces && sent < len; k++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t piece = k == pieces - 1 ? len - sent : 1 + (seed >> 8) % (2 * len / (size_t)pieces);
+        if (piece > len - sent)
+            piece = len - sent;
+        for (size_t done = 0; done < piece;) {
+            ssize_t w = send(fd, body + sent + done, piece - done, MSG_NOSIGNAL);
+            assert_true(w > 0 || errno == EINTR);
+            if (w > 0)
+                done += (size_t)w;
+        }
+        sent += piece;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    /* The answer: headers, then Content-Length bytes. */
+    size_t cap = 1 << 16, got = 0, want = SIZE_MAX, hend = 0;
+    char *buf = malloc(cap);
+    while (got < want) {
+        if (got + 1 >= cap)
+            assert_non_null(buf = realloc(buf, cap *= 2));
+        ssize_t r = recv(fd, buf + got, cap - got - 1, 0);
+        assert_true(r > 0 || errno == EINTR);
+        if (r > 0)
+            got += (size_t)r;
+        buf[got] = '\0';
+        char *e;
+        if (want == SIZE_MAX && (e = strstr(buf, "\r\n\r\n")) != NULL) {
+            hend = (size_t)(e - buf) + 4;
+            *status = strtol(buf + 9, NULL, 10);
+            char *cl = strcasestr(buf, "\r\nContent-Length:");
+            assert_true(cl && cl < e);
+            want = hend + strtoull(cl + 17, NULL, 10);
+        }
+    }
+    close(fd);
+    char *answer = strndup(buf + hend, want - hend);
+    free(buf);
+    return answer;
+}
+
+static void test_uploaded_in_pieces(void **state)
+{
+    (void)state;
+    json_t *expected = NULL;
+    char *body = golden_body("ssd300_voc_b2", FORM_B64, &expected);
+    assert_non_null(body);
+    const size_t len = strlen(body);
+    http_resp once;
+    post_json_text(body, len, &once);
+    assert_int_equal(once.status, 200);
+    long status = 0;
+    char *pieces = post_in_pieces(body, len, 60, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(strlen(pieces), once.len);
+    assert_memory_equal(pieces, once.body, once.len);
+    free(pieces);
+    http_resp_free(&once);
+    /* A body broken at its very end: the same error either way. */
+    body[len - 1] = ',';
+    post_json_text(body, len, &once);
+    assert_int_equal(once.status, 400);
+    pieces = post_in_pieces(body, len, 60, &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(pieces, once.body);
+    free(pieces);
+    http_resp_free(&once);
+    free(body);
+    json_decref(expected);
+}
+
 static void test_server_survives(void **state)
 {
     (void)state;
@@ -318,6 +420,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_empty_batch),
         cmocka_unit_test(test_unknown_preset_in_body),
+        cmocka_unit_test(test_uploaded_in_pieces),
         cmocka_unit_test(test_server_survives),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
