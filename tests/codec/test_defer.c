@@ -422,7 +422,7 @@ static void test_scan_in_steps(void **state)
         mbx_body_scan_free(scan);
         mbx_request_free(a);
         mbx_request_free(b);
-        /* A broken body: the same error (the position is mapped back through the scan's strings). */
+        /* A broken body: the same error (its position mapped back through the scan's strings). */
         body[len - 1] = ',';
         mbx_detail want = {0, ""}, got = {0, ""};
         scan = mbx_body_scan_new();

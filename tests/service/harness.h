@@ -55,6 +55,8 @@ int server_log_contains(server *s, const char *needle);
 int server_wait_log(server *s, const char *needle, double timeout_s);
 /* "http://127.0.0.1:PORT" + path, in a static per-thread buffer. */
 const char *server_url(const server *s, const char *path);
+/* A TCP connection to the server (127.0.0.1, its port), or -1. */
+int server_connect(const server *s);
 
 /* Runs multiboxd with args and env to completion (no --listen added);
  * returns its exit status and (if out) its stdout+stderr, malloc'ed. */

@@ -20,8 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -233,45 +231,43 @@ static void test_degenerate_box(void **state)
     json_decref(req);
 }
 
+/*
+ * Replaces req's key tensor (FORM_FLAT) by float32 b64 of zeros but for
+ * v[at] = value (at < 0: none); bad_char >= 0 puts '*' that many
+ * characters before the text's end.
+ */
+static void put_b64_tensor(json_t *req, const char *key, long at, float value, int bad_char)
+{
+    json_t *t = json_object_get(req, key);
+    size_t n = json_array_size(json_object_get(t, "data"));
+    float *v = calloc(n, sizeof *v);
+    assert_non_null(v);
+    if (at >= 0)
+        v[at < (long)n ? at : (long)n - 1] = value;
+    char *b = b64_encode(v, n * sizeof *v);
+    if (bad_char >= 0)
+        b[strlen(b) - (size_t)bad_char] = '*';
+    json_object_set_new(req, key, json_pack("{s:O,s:s,s:s}", "shape", json_object_get(t, "shape"),
+                                            "dtype", "float32", "b64", b));
+    free(b);
+    free(v);
+}
+
 static void test_not_finite(void **state)
 {
     (void)state;
     json_t *req = tiny(FORM_FLAT);
-    json_t *loc = json_object_get(req, "loc");
-    size_t n = json_array_size(json_object_get(loc, "data"));
-    float *v = calloc(n, sizeof *v);
-    v[17] = NAN;
-    char *b = b64_encode(v, n * sizeof *v);
-    json_object_set_new(req, "loc", json_pack("{s:O,s:s,s:s}", "shape", json_object_get(loc, "shape"),
-                                              "dtype", "float32", "b64", b));
+    put_b64_tensor(req, "loc", 17, NAN, -1);
     expect_error(req, 422, "not_finite", "loc");
-    free(b);
-    free(v);
     json_decref(req);
     /* conf, with a bad character in loc too: the character wins (400), as the codec orders them */
     req = tiny(FORM_FLAT);
-    json_t *conf = json_object_get(req, "conf");
-    n = json_array_size(json_object_get(conf, "data"));
-    v = calloc(n, sizeof *v);
-    v[n - 2] = INFINITY;
-    b = b64_encode(v, n * sizeof *v);
-    json_object_set_new(req, "conf", json_pack("{s:O,s:s,s:s}", "shape",
-                                               json_object_get(conf, "shape"), "dtype", "float32",
-                                               "b64", b));
+    const long last_but_one = (long)json_array_size(
+                                  json_object_get(json_object_get(req, "conf"), "data")) - 2;
+    put_b64_tensor(req, "conf", last_but_one, INFINITY, -1);
     expect_error(req, 422, "not_finite", "conf.b64: element [0][191][1] is NaN or infinite");
-    free(b);
-    free(v);
-    loc = json_object_get(req, "loc");
-    n = json_array_size(json_object_get(loc, "data"));
-    v = calloc(n, sizeof *v);
-    b = b64_encode(v, n * sizeof *v);
-    b[strlen(b) - 10] = '*';
-    json_object_set_new(req, "loc", json_pack("{s:O,s:s,s:s}", "shape",
-                                              json_object_get(loc, "shape"), "dtype", "float32",
-                                              "b64", b));
+    put_b64_tensor(req, "loc", -1, 0.0f, 10);
     expect_error(req, 400, "bad_base64", "loc.b64: invalid character '*'");
-    free(b);
-    free(v);
     json_decref(req);
 }
 
@@ -310,13 +306,8 @@ static void test_unknown_preset_in_body(void **state)
 /* Posts body over a raw socket in pieces cut at random, 1 ms apart; returns the answer's body. */
 static char *post_in_pieces(const char *body, size_t len, int pieces, long *status)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = server_connect(&srv);
     assert_true(fd >= 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)srv.port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     char head[256];
     int n = snprintf(head, sizeof head,
                      "POST /v1/loss HTTP/1.1\r\nHost: 127.0.0.1\r\n"
