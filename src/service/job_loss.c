@@ -2,14 +2,14 @@
  * job_loss.c - POST /v1/loss as a split job (job_split.c runs the phases):
  * the body is parsed as JSON by the /v1 codec (long b64 strings never go
  * through jansson; the scan that finds them runs on the HTTP thread while
- * the body arrives, svc_loss_begin).  float32 b64 loc and conf stay text in the body and
- * are decoded one image at a time by the match units (ops->load), so both
- * workers share the decoding; otherwise the body is freed as soon as it is
- * parsed, since the parsed request then holds its own tensors.  Dense b64
- * gradients are encoded by the grad units, an image each as soon as its
- * rows are final, straight into their final texts; the answer is the JSON
- * around them plus those texts, sent in pieces without a copy.  Other
- * answers are rendered whole as JSON text.
+ * the body arrives, svc_loss_begin).  float32 b64 loc and conf stay text
+ * in the body and are decoded one image at a time by the match units
+ * (ops->load), so both workers share the decoding; otherwise the body is
+ * freed as soon as it is parsed, since the parsed request then holds its
+ * own tensors.  Dense b64 gradients are encoded by the grad units, an image
+ * each as soon as its rows are final, straight into their final texts; the
+ * answer is the JSON around them plus those texts, sent in pieces without
+ * a copy.  Other answers are rendered whole as JSON text.
  */
 #include <stdatomic.h>
 #include <stdlib.h>

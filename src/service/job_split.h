@@ -48,10 +48,12 @@ typedef struct svc_split_ops {
      * Only when parse sets j->deferred (NULL otherwise).  load widens
      * image's rows of input (0 loc, 1 conf) into dst, the image's [A][w]
      * float32 array: all rows when rows is NULL, else rows[0..n) given as
-     * flat indices image * A + a; returns the index within the image's
-     * values of the first non-finite one, or -1.  load_fail sets the error
-     * of such a value (as a whole-tensor parse would report it) and returns
-     * its code.  Both run on any worker, concurrently.
+     * flat indices image * A + a; returns -1 when all are finite, else an
+     * index (>= 0) within the image's values of the first fault (a
+     * non-finite value; for text inputs, maybe a bad character).  load_fail
+     * sets the error of the first image with a fault (as a whole-tensor
+     * parse would report it: loc before conf) and returns its code.  Both
+     * run on any worker, concurrently.
      */
     int64_t (*load)(svc_split_job *j, int input, int64_t image, const int32_t *rows, int64_t n,
                     float *dst);
