@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "half.h"
 
 int jbuf_reserve(jbuf *b, size_t extra)
 {
@@ -265,14 +266,6 @@ static void put_shape(jbuf *b, int rank, const int64_t *shape)
     jbuf_putc(b, ']');
 }
 
-static int host_is_little_endian(void)
-{
-    const uint16_t one = 1;
-    unsigned char c;
-    memcpy(&c, &one, 1);
-    return c == 1;
-}
-
 /*
  * Writes the b64 string of count floats, failing like non_finite() on a
  * NaN or infinity; on a little-endian host, 12288 floats (64 Ki characters)
@@ -288,7 +281,7 @@ static int put_b64_floats(jbuf *b, const float *data, int64_t count, const int64
         return 0; /* the failure is sticky: jbuf_finish reports it */
     char *o = b->data + b->len;
     *o++ = '"';
-    if (host_is_little_endian()) {
+    if (mbx_host_is_little_endian()) {
         for (int64_t done = 0; done < count; done += CHUNK) {
             int64_t n = count - done < CHUNK ? count - done : CHUNK;
             int64_t i = mbx_find_non_finite(data + done, n);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "half.h"
 
 const char *mbx_json_type_name(const json_t *j)
 {
@@ -418,14 +419,6 @@ static int fill_nested(const json_t *j, int level, const mbx_tensor_src *src, fl
     return 0;
 }
 
-static int host_is_little_endian(void)
-{
-    const uint16_t one = 1;
-    unsigned char c;
-    memcpy(&c, &one, 1);
-    return c == 1;
-}
-
 static int b64_error(int rc, const mbx_detail *sub, jpath *p, mbx_detail *detail)
 {
     size_t mark = jpath_key(p, "b64");
@@ -450,7 +443,7 @@ static int fill_b64_f32(const mbx_tensor_src *src, float *dst, jpath *p, mbx_det
     unsigned char *chunk_buf = NULL;
     if (!dst && !(chunk_buf = mbx_codec_malloc(CHUNK_BYTES)))
         return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY, "out of memory checking a tensor");
-    const int swap = !host_is_little_endian();
+    const int swap = !mbx_host_is_little_endian();
     size_t done_chars = 0, at = 0;
     int64_t bad = -1;
     int rc = 0;
