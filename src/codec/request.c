@@ -430,6 +430,33 @@ static int deferrable(const probe *pr, const mbx_tensor_src *src)
            src->b64_len <= l->len && src->b64 - l->body <= (ptrdiff_t)(l->len - src->b64_len);
 }
 
+static const char *const input_key[2] = {"loc", "conf"};
+
+/*
+ * An error rc (in d) found after the deferred inputs' turn in the plain
+ * parse's order (loc, conf, then the targets; before is 2 for the targets):
+ * the plain parse reads them first, so the first fault of a deferred input
+ * before `before` is the error instead (checked whole now).
+ */
+static int deferred_first(const struct mbx_request_storage *s, int before, int rc, jpath *p,
+                          mbx_detail *d)
+{
+    for (int k = 0; k < before; k++) {
+        if (!s->deferred[k])
+            continue;
+        mbx_detail first = {0, ""};
+        const size_t mark = jpath_key(p, input_key[k]);
+        const int rc_input = mbx_tensor_check(&s->input[k], p, &first);
+        jpath_restore(p, mark);
+        if (rc_input != 0) {
+            if (d)
+                *d = first;
+            return rc_input;
+        }
+    }
+    return rc;
+}
+
 static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail *d)
 {
     struct mbx_request_storage *s = req->storage;
@@ -475,7 +502,6 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
     if (rc)
         return rc;
 
-    static const char *const input_key[2] = {"loc", "conf"};
     float *const input_dst[2] = {s->loc, s->conf};
     for (int k = 0; k < 2; k++) {
         if (s->deferred[k])
@@ -484,7 +510,7 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
         rc = mbx_tensor_fill(&s->input[k], input_dst[k], p, d);
         jpath_restore(p, mark);
         if (rc)
-            return rc;
+            return deferred_first(s, k, rc, p, d);
     }
 
     /* Targets: boxes, labels and difficult flags packed image after image. */
@@ -525,23 +551,8 @@ static int fill_request(const probe *pr, mbx_request *req, jpath *p, mbx_detail 
         off += g;
     }
     jpath_restore(p, mark);
-    /* The plain parse reads loc and conf before the targets: so do their errors. */
-    for (int k = 0; rc != 0 && k < 2; k++) {
-        if (!s->deferred[k])
-            continue;
-        mbx_detail first = {0, ""};
-        mark = jpath_key(p, input_key[k]);
-        int rc_input = mbx_tensor_check(&s->input[k], p, &first);
-        jpath_restore(p, mark);
-        if (rc_input != 0) {
-            if (d)
-                *d = first;
-            rc = rc_input;
-            break;
-        }
-    }
     if (rc)
-        return rc;
+        return deferred_first(s, 2, rc, p, d);
 
     req->batch.batch = B;
     req->batch.num_anchors = A;
