@@ -189,27 +189,20 @@ static void loss_progress(svc_request *r)
 /* HTTP thread: the connection ended before the handler ran (or an error answered it). */
 static int loss_abandon(svc_request *r)
 {
-    mbx_body_scan_free(r->hook_data);
-    r->hook_data = NULL;
-    r->on_progress = NULL;
-    r->on_abandon = NULL;
+    mbx_body_scan_free(svc_request_unfollow(r));
     return 0;
 }
 
 void svc_loss_begin(svc_request *r)
 {
-    if (!(r->hook_data = mbx_body_scan_new()))
-        return;
-    r->on_progress = loss_progress;
-    r->on_abandon = loss_abandon;
+    mbx_body_scan *scan = mbx_body_scan_new();
+    if (scan)
+        svc_request_follow(r, loss_progress, loss_abandon, scan);
 }
 
 void svc_handle_loss(svc_request *req)
 {
-    mbx_body_scan *scan = req->hook_data;
-    req->hook_data = NULL;
-    req->on_progress = NULL;
-    req->on_abandon = NULL;
+    mbx_body_scan *scan = svc_request_unfollow(req);
     loss_job *j = calloc(1, sizeof *j);
     if (!j) {
         mbx_body_scan_free(scan);

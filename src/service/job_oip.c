@@ -290,10 +290,7 @@ static void on_progress(svc_request *r)
 /* HTTP thread: the connection ended before the body did. */
 static int on_abandon(svc_request *r)
 {
-    oip_job *j = r->hook_data;
-    r->hook_data = NULL;
-    r->on_progress = NULL;
-    r->on_abandon = NULL;
+    oip_job *j = svc_request_unfollow(r);
     if (j->base.streaming)
         return svc_split_abandon(&j->base);
     free(j);
@@ -306,17 +303,12 @@ static void follow_upload(svc_request *r, size_t header_len)
     if (!j)
         return; /* the handler tries again, and answers 500 if it fails too */
     j->header_len = header_len;
-    r->hook_data = j;
-    r->on_progress = on_progress;
-    r->on_abandon = on_abandon;
+    svc_request_follow(r, on_progress, on_abandon, j);
 }
 
 void svc_handle_v2_infer(svc_request *req)
 {
-    oip_job *j = req->hook_data;
-    req->hook_data = NULL;
-    req->on_progress = NULL;
-    req->on_abandon = NULL;
+    oip_job *j = svc_request_unfollow(req);
     if (j && j->base.streaming) {
         svc_split_body_done(&j->base);
         return;

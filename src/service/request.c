@@ -206,6 +206,21 @@ void svc_request_begin(svc_request *r)
         svc_loss_begin(r);
 }
 
+void svc_request_follow(svc_request *r, void (*on_progress)(svc_request *),
+                        int (*on_abandon)(svc_request *), void *data)
+{
+    r->hook_data = data;
+    r->on_progress = on_progress;
+    r->on_abandon = on_abandon;
+}
+
+void *svc_request_unfollow(svc_request *r)
+{
+    void *data = r->hook_data;
+    svc_request_follow(r, NULL, NULL, NULL);
+    return data;
+}
+
 void svc_request_data(svc_request *r, const char *data, size_t n)
 {
     r->bytes_in += n;

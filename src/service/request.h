@@ -66,6 +66,12 @@ typedef struct svc_request {
     void *hook_data;
 } svc_request;
 
+/* HTTP thread, at header time: follows the upload with these hooks and their data. */
+void svc_request_follow(svc_request *req, void (*on_progress)(svc_request *),
+                        int (*on_abandon)(svc_request *), void *data);
+/* HTTP thread: stops following the upload; returns the hooks' data, now the caller's. */
+void *svc_request_unfollow(svc_request *req);
+
 /* HTTP thread: a request whose headers have arrived; NULL when out of memory. */
 svc_request *svc_request_new(svc_app *app, struct MHD_Connection *conn, const char *method,
                              const char *url);
