@@ -113,6 +113,10 @@ const char *error_code(const http_resp *resp);
 
 /* Whole file, NUL-terminated, malloc'ed; NULL on failure. */
 char *read_file(const char *path, size_t *len);
+/* CLOCK_MONOTONIC in seconds. */
+double now_s(void);
+/* Sleeps ms milliseconds. */
+void sleep_ms(int ms);
 /* $MBX_GOLDEN_DIR/cases/<name>.json parsed; fails the test if missing. */
 json_t *load_golden(const char *name);
 /* Names of every golden case (NULL-terminated, malloc'ed array of malloc'ed strings). */

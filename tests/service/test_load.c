@@ -243,13 +243,6 @@ static void test_queue_full(void **state)
 
 /* --------------------------------------------------------------- drain */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Waits until the server reports at least n requests in flight (on a kept-alive handle). */
 static void wait_in_flight(const server *s, CURL *keep, double n)
 {

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -327,7 +326,7 @@ static char *post_in_pieces(const char *body, size_t len, int pieces, long *stat
                 done += (size_t)w;
         }
         sent += piece;
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        sleep_ms(1);
     }
     /* The answer: headers, then Content-Length bytes. */
     size_t cap = 1 << 16, got = 0, want = SIZE_MAX, hend = 0;

@@ -58,19 +58,6 @@ static const char *url(const char *path)
     return server_url(&srv, path);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* A metric's value from /metrics (a sample without labels), or -1. */
 static double metric(const char *name)
 {
