@@ -143,6 +143,9 @@ void jbuf_free(jbuf *b);
  */
 int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
                     mbx_tensor_format fmt, const char *name, mbx_detail *detail);
+/* jbuf_put_tensor's error for a non-finite element i (flat) of output name. */
+int jbuf_non_finite_at(int64_t i, const int64_t *shape, int rank, const char *name,
+                       mbx_detail *detail);
 /*
  * A float32 b64 TENSOR of the given rank and shape without its text:
  * *hole is the offset in b where the text belongs (between the quotes).

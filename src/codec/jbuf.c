@@ -193,8 +193,8 @@ void jbuf_free(jbuf *b)
 
 /* ------------------------------------------------------------ tensors */
 
-static int non_finite_at(int64_t i, const int64_t *shape, int rank, const char *name,
-                         mbx_detail *detail)
+int jbuf_non_finite_at(int64_t i, const int64_t *shape, int rank, const char *name,
+                       mbx_detail *detail)
 {
     jpath p;
     jpath_init(&p);
@@ -208,7 +208,7 @@ static int non_finite(const float *data, int64_t count, const int64_t *shape, in
 {
     int64_t i = mbx_find_non_finite(data, count);
     if (i < count)
-        return non_finite_at(i, shape, rank, name, detail);
+        return jbuf_non_finite_at(i, shape, rank, name, detail);
     return 0;
 }
 
@@ -286,7 +286,7 @@ static int put_b64_floats(jbuf *b, const float *data, int64_t count, const int64
             int64_t n = count - done < CHUNK ? count - done : CHUNK;
             int64_t i = mbx_find_non_finite(data + done, n);
             if (i < n)
-                return non_finite_at(done + i, shape, rank, name, detail);
+                return jbuf_non_finite_at(done + i, shape, rank, name, detail);
             mbx_base64_encode(data + done, (size_t)n * 4, o + (size_t)done / 3 * 16);
         }
     } else {

@@ -372,11 +372,7 @@ int mbx_grads_encode_image(const mbx_request *req, const mbx_result *res, int64_
         const int64_t bad = mbx_find_non_finite(data[k] + first, n);
         if (bad < n) {
             const int64_t shape[3] = {B, A, width[k]};
-            jpath p;
-            jpath_init(&p);
-            jpath_key(&p, name[k]);
-            mbx_tensor_index_path(&p, shape, 3, first + bad);
-            return jpath_fail(detail, MBX_E_INTERNAL, &p, "non-finite value in the output");
+            return jbuf_non_finite_at(first + bad, shape, 3, name[k], detail);
         }
         const size_t bytes = (size_t)n * sizeof(float), total = (size_t)B * bytes;
         mbx_base64_encode_inner(data[k], total, (size_t)image * bytes,
