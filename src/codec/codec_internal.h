@@ -47,6 +47,12 @@ static inline int64_t mbx_find_non_finite(const float *v, int64_t n)
     return n;
 }
 
+/*
+ * Little-endian float32 bytes, just decoded into v[0..n), as host floats:
+ * swapped in place on a big-endian host, untouched otherwise (half.c).
+ */
+void mbx_f32_from_le(float *v, int64_t n);
+
 /* ------------------------------------------------------------ allocation */
 
 /*

@@ -90,6 +90,18 @@ int mbx_host_is_little_endian(void)
     return c == 1;
 }
 
+void mbx_f32_from_le(float *v, int64_t n)
+{
+    if (mbx_host_is_little_endian())
+        return;
+    for (int64_t k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, v + k, 4);
+        u = (u >> 24) | ((u >> 8) & 0xff00u) | ((u << 8) & 0xff0000u) | (u << 24);
+        memcpy(v + k, &u, 4);
+    }
+}
+
 
 static inline uint32_t f16_to_f32_bits(uint32_t h);
 

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "codec_internal.h"
-#include "half.h"
 
 struct mbx_request_storage {
     float *anchors, *loc, *conf, *boxes;
@@ -695,14 +694,13 @@ int mbx_request_parse_json_scanned(const char *body, size_t len, unsigned flags,
         return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT, "body is NULL");
     if (!body)
         body = "";
-    if (scan && !scan->failed) { /* what the scan has not seen yet */
-        lift = &scan->lift;
-        rc = mbx_lift_feed(lift, body, len);
-        lift->body = body;
-        lift->len = len;
-    } else {
-        rc = mbx_lift_scan(lift, body, len, MBX_LIFT_MIN);
-    }
+    if (scan && !scan->failed)
+        lift = &scan->lift; /* scanned as far as the upload came: the rest now */
+    else
+        mbx_lift_init(lift, MBX_LIFT_MIN);
+    rc = mbx_lift_feed(lift, body, len);
+    lift->body = body;
+    lift->len = len;
     if (rc) {
         mbx_lift_free(lift);
         return mbx_detail_set(detail, rc, "out of memory scanning the body");
@@ -743,14 +741,7 @@ static int64_t load_values(const mbx_tensor_src *t, int64_t first, int64_t n, fl
 {
     if (mbx_base64_decode_range(t->b64, t->b64_len, (size_t)first * 4, (size_t)n * 4, dst) != 0)
         return 0; /* a bad character: mbx_request_input_fail names it */
-    if (!mbx_host_is_little_endian()) {
-        for (int64_t k = 0; k < n; k++) {
-            uint32_t u;
-            memcpy(&u, dst + k, 4);
-            u = (u >> 24) | ((u >> 8) & 0xff00u) | ((u << 8) & 0xff0000u) | (u << 24);
-            memcpy(dst + k, &u, 4);
-        }
-    }
+    mbx_f32_from_le(dst, n);
     const int64_t bad = mbx_find_non_finite(dst, n);
     return bad < n ? bad : -1;
 }
@@ -775,10 +766,10 @@ int mbx_request_input_fail(const mbx_request *req, int input, mbx_detail *detail
 {
     jpath p;
     jpath_init(&p);
-    jpath_key(&p, input == 0 ? "loc" : "conf");
+    jpath_key(&p, input_key[input]);
     int rc = mbx_tensor_check(&req->storage->input[input], &p, detail);
     if (rc == 0)
         rc = mbx_detail_set(detail, MBX_E_INTERNAL, "%s: a load failed on valid values",
-                            input == 0 ? "loc" : "conf");
+                            input_key[input]);
     return rc;
 }

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "codec_internal.h"
-#include "half.h"
 
 const char *mbx_json_type_name(const json_t *j)
 {
@@ -443,7 +442,6 @@ static int fill_b64_f32(const mbx_tensor_src *src, float *dst, jpath *p, mbx_det
     unsigned char *chunk_buf = NULL;
     if (!dst && !(chunk_buf = mbx_codec_malloc(CHUNK_BYTES)))
         return mbx_detail_set(detail, MBX_E_OUT_OF_MEMORY, "out of memory checking a tensor");
-    const int swap = !mbx_host_is_little_endian();
     size_t done_chars = 0, at = 0;
     int64_t bad = -1;
     int rc = 0;
@@ -467,16 +465,10 @@ static int fill_b64_f32(const mbx_tensor_src *src, float *dst, jpath *p, mbx_det
             rc = b64_error(MBX_E_BAD_BASE64, &sub, p, detail);
             break;
         }
-        for (size_t i = 0; swap && i + 4 <= got; i += 4) {
-            unsigned char t0 = u[i], t1 = u[i + 1];
-            u[i] = u[i + 3];
-            u[i + 1] = u[i + 2];
-            u[i + 2] = t1;
-            u[i + 3] = t0;
-        }
+        const int64_t n = (int64_t)(got / 4);
+        float *v = (float *)(void *)u; /* chunks start on whole floats */
+        mbx_f32_from_le(v, n);
         if (bad < 0) {
-            const int64_t n = (int64_t)(got / 4);
-            float *v = (float *)(void *)u; /* chunks start on whole floats */
             int64_t k = mbx_find_non_finite(v, n);
             if (k < n)
                 bad = (int64_t)(at / 4) + k;
