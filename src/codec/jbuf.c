@@ -314,11 +314,18 @@ static int put_b64_floats(jbuf *b, const float *data, int64_t count, const int64
     return 0;
 }
 
-void jbuf_put_b64_hole(jbuf *b, int rank, const int64_t *shape, size_t *hole)
+/* A float32 b64 TENSOR up to its text: {"shape":[...],"dtype":"float32","b64": */
+static void put_b64_head(jbuf *b, int rank, const int64_t *shape)
 {
     jbuf_putc(b, '{');
     put_shape(b, rank, shape);
-    jbuf_puts(b, ",\"dtype\":\"float32\",\"b64\":\"");
+    jbuf_puts(b, ",\"dtype\":\"float32\",\"b64\":");
+}
+
+void jbuf_put_b64_hole(jbuf *b, int rank, const int64_t *shape, size_t *hole)
+{
+    put_b64_head(b, rank, shape);
+    jbuf_putc(b, '"');
     *hole = b->len;
     jbuf_puts(b, "\"}");
 }
@@ -344,9 +351,7 @@ int jbuf_put_tensor(jbuf *b, const float *data, int rank, const int64_t *shape,
         jbuf_putc(b, '}');
         break;
     case MBX_TENSOR_B64:
-        jbuf_putc(b, '{');
-        put_shape(b, rank, shape);
-        jbuf_puts(b, ",\"dtype\":\"float32\",\"b64\":");
+        put_b64_head(b, rank, shape);
         rc = put_b64_floats(b, data, count, shape, rank, name, detail);
         if (rc)
             return rc;
