@@ -1,11 +1,8 @@
 /*
  * base64_range.c - parts of one long base64 text, so that several workers
- * can each decode or encode their own image's slice of a tensor.  A slice
- * of bytes [from, to) seldom starts or ends on a 3-byte group: decoding
- * reads the one or two groups it shares with its neighbours (reading is
- * harmless), while encoding leaves the shared groups to one later call,
- * since a group's four characters depend on bytes a neighbour may still be
- * writing.
+ * can each decode their own image's slice of a tensor.  A slice of bytes
+ * [from, to) seldom starts or ends on a 3-byte group: it reads the one or
+ * two groups it shares with its neighbours (reading is harmless).
  */
 #include "codec_internal.h"
 
@@ -66,24 +63,4 @@ int mbx_base64_decode_range(const char *in, size_t len, size_t from, size_t n, v
     if (to % 3 != 0 && copy_from_group(in, len, end, 3 * end, to, dst + (3 * end - from)) != 0)
         return MBX_E_BAD_BASE64;
     return 0;
-}
-
-void mbx_base64_encode_inner(const void *in, size_t total, size_t from, size_t to, char *out)
-{
-    const unsigned char *s = in;
-    const size_t first = (from + 2) / 3;
-    const size_t stop = to >= total ? total : to / 3 * 3; /* the padded tail goes with the end */
-    if (3 * first >= stop)
-        return;
-    mbx_base64_encode(s + 3 * first, stop - 3 * first, out + 4 * first);
-}
-
-void mbx_base64_encode_across(const void *in, size_t total, size_t at, char *out)
-{
-    const unsigned char *s = in;
-    if (at % 3 == 0 || at >= total)
-        return;
-    const size_t g = at / 3;
-    const size_t n = total - 3 * g < 3 ? total - 3 * g : 3;
-    mbx_base64_encode(s + 3 * g, n, out + 4 * g);
 }

@@ -137,28 +137,51 @@ typedef struct mbx_sparse_grads {
 int mbx_result_alloc_ex(const mbx_request *req, mbx_result *res, unsigned flags,
                         mbx_detail *detail);
 /*
- * Dense b64 gradients encoded by several workers, an image each, straight
- * into their final texts, and the answer's JSON around them rendered apart,
- * so a big answer is neither encoded on one thread nor copied.
- * mbx_grads_text_size gives the size of output's text (MBX_REQUEST_INPUT_LOC
- * for grad_loc, _CONF for grad_conf), or 0 when req's answer has no such
- * text (gradients not dense b64, or a big-endian host: render whole then).
- * mbx_grads_encode_image encodes image's slices of both gradients once its
- * rows are final (any thread, images in any order, each once); it fails
- * with MBX_E_INTERNAL on a non-finite value, as the whole render would.
- * mbx_grads_encode_seams then writes the groups across image boundaries.
- * mbx_response_render_json_around renders the answer without the two
- * texts: out holds the rest, and the texts go at offsets holes[0] (grad_loc)
- * and holes[1] (grad_conf) of it; out with them spliced in is exactly what
- * mbx_response_render_json writes.
+ * Dense b64 gradients made from the sparse rows, where they are sent: most
+ * of a dense gradient is zero, and its text is mostly "AAAA".  With the
+ * flag below, mbx_result_alloc_ex gives no dense gradient arrays for a dense
+ * b64 answer (mbx_grads_from_rows(req) says whether req's answer is one);
+ * the caller computes sparse rows instead, renders the answer's JSON without
+ * the two texts (mbx_response_render_json_around: out holds the rest, and
+ * the texts go at offsets holes[0], grad_loc's, and holes[1], grad_conf's,
+ * of it), and writes the texts a window at a time with mbx_b64_rows_read.
+ * Spliced, they are exactly what mbx_response_render_json writes.
  */
-size_t mbx_grads_text_size(const mbx_request *req, int output);
-int mbx_grads_encode_image(const mbx_request *req, const mbx_result *res, int64_t image,
-                           char *loc_text, char *conf_text, mbx_detail *detail);
-void mbx_grads_encode_seams(const mbx_request *req, const mbx_result *res, char *loc_text,
-                            char *conf_text);
+#define MBX_RESULT_GRADS_FROM_ROWS 2u
+int mbx_grads_from_rows(const mbx_request *req);
+
+/*
+ * A dense float32 array [total_rows][width], zero except at rows[0..num)
+ * (ascending indices, each < total_rows) whose values are values[num][width].
+ * Borrowed arrays.
+ */
+typedef struct mbx_b64_rows {
+    const int32_t *rows;
+    const float *values;
+    int64_t num;
+    int64_t total_rows;
+    int64_t width;
+} mbx_b64_rows;
+
+/* The length of the base64 text of s's little-endian bytes. */
+size_t mbx_b64_rows_size(const mbx_b64_rows *s);
+/*
+ * Writes text[off, off + n) of that text into out (off + n at most its
+ * length), exactly as mbx_base64_encode writes the dense array, in time
+ * proportional to n plus the rows in the window.  Reads only; any thread;
+ * no allocation.
+ */
+void mbx_b64_rows_read(const mbx_b64_rows *s, size_t off, char *out, size_t n);
+/* The flat index (row * width + column) of s's first NaN or infinity, or -1. */
+int64_t mbx_b64_rows_non_finite(const mbx_b64_rows *s);
+
 int mbx_response_render_json_around(const mbx_request *req, const mbx_result *res, char **out,
                                     size_t *len, size_t holes[2], mbx_detail *detail);
+/*
+ * The error the whole render gives for a non-finite value at flat index
+ * `at` of output (MBX_REQUEST_INPUT_LOC: grad_loc, _CONF: grad_conf).
+ */
+int mbx_grads_non_finite(const mbx_request *req, int output, int64_t at, mbx_detail *detail);
 
 /* mbx_response_render_json with sparse gradients from sp (NULL: gathered from res). */
 int mbx_response_render_json_sparse(const mbx_request *req, const mbx_result *res,
@@ -214,19 +237,6 @@ int mbx_base64_decode(const char *in, size_t len, void *out, size_t cap, size_t 
 size_t mbx_base64_encoded_size(size_t n);
 /* Writes the padded encoding of in[0..n) into out (mbx_base64_encoded_size(n) bytes, no NUL). */
 void mbx_base64_encode(const void *in, size_t n, char *out);
-/*
- * Encoding a long array in slices, each by its own worker (base64_range.c):
- * out is the whole array's encoding (mbx_base64_encoded_size(total)
- * bytes).  mbx_base64_encode_inner writes the groups that lie wholly
- * within bytes [from, to) of in[0..total), and the padded last group when
- * to >= total; it reads only those bytes.  The group across a slice
- * boundary at (at % 3 != 0) needs both neighbours' bytes:
- * mbx_base64_encode_across writes it once both are final.  Slices that
- * tile [0, total), plus one mbx_base64_encode_across per inner boundary,
- * write exactly mbx_base64_encode(in, total, out).
- */
-void mbx_base64_encode_inner(const void *in, size_t total, size_t from, size_t to, char *out);
-void mbx_base64_encode_across(const void *in, size_t total, size_t at, char *out);
 
 /*
  * Number formatting for JSON, no NUL written; out must hold MBX_NUMBER_MAX

@@ -25,7 +25,8 @@ int mbx_result_alloc_ex(const mbx_request *req, mbx_result *res, unsigned flags,
 {
     const mbx_batch *b = &req->batch;
     size_t rows = (size_t)(b->batch * b->num_anchors);
-    const int gather = req->outputs.gradients == MBX_GRAD_DENSE ||
+    const int gather = (req->outputs.gradients == MBX_GRAD_DENSE &&
+                        !((flags & MBX_RESULT_GRADS_FROM_ROWS) && mbx_grads_from_rows(req))) ||
                        (req->outputs.gradients == MBX_GRAD_SPARSE &&
                         !(flags & MBX_RESULT_SPARSE_DIRECT));
     memset(res, 0, sizeof *res);
@@ -210,7 +211,7 @@ int mbx_response_render_json_around(const mbx_request *req, const mbx_result *re
                                     size_t *len, size_t holes[2], mbx_detail *detail)
 {
     *out = NULL;
-    if (!mbx_grads_text_size(req, MBX_REQUEST_INPUT_LOC))
+    if (!mbx_grads_from_rows(req))
         return mbx_detail_set(detail, MBX_E_INVALID_ARGUMENT,
                               "the answer has no dense b64 gradients to leave out");
     return render_json(req, res, NULL, out, len, holes, detail);
@@ -235,7 +236,7 @@ static int render_json(const mbx_request *req, const mbx_result *res,
     if (len)
         *len = 0;
     if ((o->per_image && !res->per_image) || (o->matches && !res->matches) ||
-        (o->gradients == MBX_GRAD_DENSE && (!res->grad_loc || !res->grad_conf)) ||
+        (o->gradients == MBX_GRAD_DENSE && !holes && (!res->grad_loc || !res->grad_conf)) ||
         (o->gradients == MBX_GRAD_SPARSE && !sp &&
          (!res->roles || !res->grad_loc || !res->grad_conf)) ||
         (o->gradients == MBX_GRAD_SPARSE && sp &&
@@ -348,50 +349,17 @@ int mbx_anchors_render_json(const float *anchors, int64_t count, mbx_tensor_form
 
 /* ------------------------------------------- dense b64 gradients, by image */
 
-size_t mbx_grads_text_size(const mbx_request *req, int output)
+int mbx_grads_from_rows(const mbx_request *req)
 {
-    const mbx_batch *bt = &req->batch;
-    if (req->outputs.gradients != MBX_GRAD_DENSE || req->outputs.tensor_format != MBX_TENSOR_B64 ||
-        !mbx_host_is_little_endian())
-        return 0;
-    const int64_t w = output == MBX_REQUEST_INPUT_LOC ? 4 : bt->num_classes;
-    return mbx_base64_encoded_size((size_t)(bt->batch * bt->num_anchors * w) * sizeof(float));
+    return req->outputs.gradients == MBX_GRAD_DENSE && req->outputs.tensor_format == MBX_TENSOR_B64;
 }
 
-int mbx_grads_encode_image(const mbx_request *req, const mbx_result *res, int64_t image,
-                           char *loc_text, char *conf_text, mbx_detail *detail)
+int mbx_grads_non_finite(const mbx_request *req, int output, int64_t at, mbx_detail *detail)
 {
     const mbx_batch *bt = &req->batch;
-    const int64_t B = bt->batch, A = bt->num_anchors;
-    const int64_t width[2] = {4, bt->num_classes};
-    const float *data[2] = {res->grad_loc, res->grad_conf};
-    char *text[2] = {loc_text, conf_text};
-    static const char *const name[2] = {"grad_loc", "grad_conf"};
-    for (int k = 0; k < 2; k++) {
-        const int64_t n = A * width[k], first = image * n;
-        const int64_t bad = mbx_find_non_finite(data[k] + first, n);
-        if (bad < n) {
-            const int64_t shape[3] = {B, A, width[k]};
-            return jbuf_non_finite_at(first + bad, shape, 3, name[k], detail);
-        }
-        const size_t bytes = (size_t)n * sizeof(float), total = (size_t)B * bytes;
-        mbx_base64_encode_inner(data[k], total, (size_t)image * bytes,
-                                (size_t)(image + 1) * bytes, text[k]);
-    }
-    return 0;
-}
-
-void mbx_grads_encode_seams(const mbx_request *req, const mbx_result *res, char *loc_text,
-                            char *conf_text)
-{
-    const mbx_batch *bt = &req->batch;
-    const int64_t B = bt->batch, A = bt->num_anchors;
-    const int64_t width[2] = {4, bt->num_classes};
-    const float *data[2] = {res->grad_loc, res->grad_conf};
-    char *text[2] = {loc_text, conf_text};
-    for (int k = 0; k < 2; k++) {
-        const size_t bytes = (size_t)(A * width[k]) * sizeof(float), total = (size_t)B * bytes;
-        for (int64_t i = 1; i < B; i++)
-            mbx_base64_encode_across(data[k], total, (size_t)i * bytes, text[k]);
-    }
+    const int64_t shape[3] = {bt->batch, bt->num_anchors,
+                              output == MBX_REQUEST_INPUT_LOC ? 4 : bt->num_classes};
+    return jbuf_non_finite_at(at, shape, 3, output == MBX_REQUEST_INPUT_LOC ? "grad_loc"
+                                                                             : "grad_conf",
+                              detail);
 }

@@ -6,13 +6,14 @@
  * in the body and are decoded one image at a time by the match units
  * (ops->load), so both workers share the decoding; otherwise the body is
  * freed as soon as it is parsed, since the parsed request then holds its
- * own tensors.  Dense b64 gradients are encoded by the grad units, an image
- * each as soon as its rows are final, straight into their final texts; the
- * answer is the JSON around them plus those texts, sent in pieces without
- * a copy.  Other answers are rendered whole as JSON text.
+ * own tensors.  Dense b64 gradients are computed as sparse rows and their
+ * texts written only as they are sent, a block at a time (mbx_b64_rows):
+ * nearly all of them is zero, "AAAA", so neither the dense arrays nor the
+ * 37 MB of text of an SSD300 batch of 32 ever exist.  Other answers are
+ * rendered whole as JSON text.
  */
-#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "codec.h"
 #include "job_split.h"
@@ -26,27 +27,50 @@ typedef struct loss_job {
     mbx_request *parsed;
     mbx_result result;
     int result_allocated;
-    /* Dense b64 gradients: their texts, encoded by the grad units (image_done). */
-    char *grads_text[2];
-    size_t grads_len[2];
-    atomic_int encode_failed;
-    mbx_detail encode_error; /* the first failure's, written by its winner only */
+    int from_rows; /* dense b64 gradients, made from sparse rows as they are sent */
 } loss_job;
 
-/* The answer in pieces: JSON text, grad_loc's text, JSON, grad_conf's text, JSON. */
+/*
+ * An answer with dense b64 gradients, as five parts: JSON, grad_loc's text,
+ * JSON, grad_conf's text, JSON.  The texts are written from the sparse rows
+ * (owned here) as libmicrohttpd asks for them.
+ */
 typedef struct loss_answer {
     char *json;
-    char *grads_text[2];
-    svc_piece pieces[5];
+    svc_sparse_out rows;
+    mbx_b64_rows text[2];
+    uint64_t end[5];    /* where each part ends in the body */
+    size_t json_at[3];  /* where JSON parts 0, 2 and 4 start in json */
 } loss_answer;
 
 static void answer_free(void *cls)
 {
     loss_answer *a = cls;
     free(a->json);
-    free(a->grads_text[0]);
-    free(a->grads_text[1]);
+    svc_sparse_free(&a->rows);
     free(a);
+}
+
+/* HTTP thread: body bytes [pos, pos + k) of the answer into buf. */
+static size_t answer_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const loss_answer *a = cls;
+    size_t done = 0;
+    for (int part = 0; part < 5 && done < max; part++) {
+        const uint64_t start = part ? a->end[part - 1] : 0;
+        if (pos + done >= a->end[part])
+            continue;
+        const uint64_t at = pos + done - start;
+        const uint64_t left = a->end[part] - (pos + done);
+        const size_t n = left < max - done ? (size_t)left : max - done;
+        if (part % 2) {
+            mbx_b64_rows_read(&a->text[part / 2], (size_t)at, buf + done, n);
+        } else {
+            memcpy(buf + done, a->json + a->json_at[part / 2] + at, n);
+        }
+        done += n;
+    }
+    return done;
 }
 
 static int loss_parse(svc_split_job *sj, mbx_detail *d)
@@ -65,17 +89,15 @@ static int loss_parse(svc_split_job *sj, mbx_detail *d)
     /* Deferred b64 inputs are read from the body until the last image: freed in release. */
     if (!sj->deferred[0] && !sj->deferred[1])
         svc_request_free_body(req); /* the parsed request holds its own copy */
-    /* Sparse gradients come straight from the core's sparse units: no dense arrays. */
-    rc = mbx_result_alloc_ex(j->parsed, &j->result, MBX_RESULT_SPARSE_DIRECT, d);
+    /* Sparse gradients come straight from the core's sparse units, and dense
+     * b64 ones from the same rows: no dense arrays. */
+    rc = mbx_result_alloc_ex(j->parsed, &j->result,
+                             MBX_RESULT_SPARSE_DIRECT | MBX_RESULT_GRADS_FROM_ROWS, d);
     if (rc != 0)
         return rc;
     j->result_allocated = 1;
-    for (int k = 0; k < 2; k++) {
-        j->grads_len[k] = mbx_grads_text_size(j->parsed, k);
-        if (j->grads_len[k] && !(j->grads_text[k] = malloc(j->grads_len[k])))
-            return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory for the answer");
-    }
-    sj->sparse = j->parsed->outputs.gradients == MBX_GRAD_SPARSE;
+    j->from_rows = mbx_grads_from_rows(j->parsed);
+    sj->sparse = j->parsed->outputs.gradients == MBX_GRAD_SPARSE || j->from_rows;
     sj->config = &j->parsed->config;
     sj->batch = &j->parsed->batch;
     sj->result = &j->result;
@@ -83,56 +105,50 @@ static int loss_parse(svc_split_job *sj, mbx_detail *d)
     return 0;
 }
 
-/* A grad unit: image's part of the gradients' texts. */
-static void loss_image_done(svc_split_job *sj, int64_t image)
+/* The answer around the gradients' texts, which are written as they are sent. */
+static int render_from_rows(loss_job *j, mbx_detail *d)
 {
-    loss_job *j = (loss_job *)sj;
-    if (!j->grads_text[0])
-        return;
-    mbx_detail d = {0};
-    int none = 0;
-    if (mbx_grads_encode_image(j->parsed, &j->result, image, j->grads_text[0], j->grads_text[1],
-                               &d) != 0 &&
-        atomic_compare_exchange_strong(&j->encode_failed, &none, 1))
-        j->encode_error = d;
-}
-
-/* The answer around the texts the grad units wrote, sent in pieces without a copy. */
-static int render_around(loss_job *j, mbx_detail *d)
-{
-    if (atomic_load(&j->encode_failed)) {
-        *d = j->encode_error;
-        return d->code;
-    }
-    mbx_grads_encode_seams(j->parsed, &j->result, j->grads_text[0], j->grads_text[1]);
     loss_answer *a = calloc(1, sizeof *a);
     if (!a)
         return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
+    svc_split_take_sparse(&j->base, &a->rows);
+    const mbx_batch *bt = &j->parsed->batch;
+    const int64_t rows = bt->batch * bt->num_anchors;
+    a->text[0] = (mbx_b64_rows){a->rows.loc_rows, a->rows.loc_values, a->rows.num_loc, rows, 4};
+    a->text[1] = (mbx_b64_rows){a->rows.conf_rows, a->rows.conf_values, a->rows.num_conf, rows,
+                                bt->num_classes};
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        const int64_t bad = mbx_b64_rows_non_finite(&a->text[k]);
+        if (bad >= 0)
+            rc = mbx_grads_non_finite(j->parsed, k, bad, d);
+    }
     size_t len = 0, at[2];
-    int rc = mbx_response_render_json_around(j->parsed, &j->result, &a->json, &len, at, d);
+    if (rc == 0)
+        rc = mbx_response_render_json_around(j->parsed, &j->result, &a->json, &len, at, d);
     if (rc != 0) {
         answer_free(a);
         return rc;
     }
-    for (int k = 0; k < 2; k++) {
-        a->grads_text[k] = j->grads_text[k];
-        j->grads_text[k] = NULL;
-    }
-    a->pieces[0] = (svc_piece){a->json, at[0]};
-    a->pieces[1] = (svc_piece){a->grads_text[0], j->grads_len[0]};
-    a->pieces[2] = (svc_piece){a->json + at[0], at[1] - at[0]};
-    a->pieces[3] = (svc_piece){a->grads_text[1], j->grads_len[1]};
-    a->pieces[4] = (svc_piece){a->json + at[1], len - at[1]};
-    svc_response_pieces(&j->base.req->response, 200, SVC_CT_JSON, a->pieces, 5,
-                        len + j->grads_len[0] + j->grads_len[1], answer_free, a);
+    const uint64_t text_len[2] = {mbx_b64_rows_size(&a->text[0]), mbx_b64_rows_size(&a->text[1])};
+    a->json_at[0] = 0;
+    a->json_at[1] = at[0];
+    a->json_at[2] = at[1];
+    a->end[0] = at[0];
+    a->end[1] = a->end[0] + text_len[0];
+    a->end[2] = a->end[1] + (at[1] - at[0]);
+    a->end[3] = a->end[2] + text_len[1];
+    a->end[4] = a->end[3] + (len - at[1]);
+    svc_response_stream(&j->base.req->response, 200, SVC_CT_JSON, (size_t)a->end[4], answer_read,
+                        answer_free, a);
     return 0;
 }
 
 static int loss_render(svc_split_job *sj, mbx_detail *d)
 {
     loss_job *j = (loss_job *)sj;
-    if (j->grads_text[0])
-        return render_around(j, d);
+    if (j->from_rows)
+        return render_from_rows(j, d);
     char *out = NULL;
     size_t len = 0;
     const mbx_sparse_grads view = svc_sparse_view(&sj->out);
@@ -156,10 +172,6 @@ static void loss_release(svc_split_job *sj)
     j->parsed = NULL;
     mbx_body_scan_free(j->scan);
     j->scan = NULL;
-    for (int k = 0; k < 2; k++) {
-        free(j->grads_text[k]);
-        j->grads_text[k] = NULL;
-    }
     svc_request_free_body(sj->req);
 }
 
@@ -177,8 +189,8 @@ static int loss_load_fail(svc_split_job *sj, int input, int64_t image, int64_t i
     return mbx_request_input_fail(((loss_job *)sj)->parsed, input, d);
 }
 
-static const svc_split_ops loss_ops = {loss_parse,     loss_render,   loss_release,
-                                       loss_load,      loss_load_fail, loss_image_done};
+static const svc_split_ops loss_ops = {loss_parse, loss_render,    loss_release,
+                                       loss_load,  loss_load_fail, NULL};
 
 /* HTTP thread, after each stored chunk: the scan goes as far as the bytes in. */
 static void loss_progress(svc_request *r)

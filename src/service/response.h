@@ -12,6 +12,7 @@
 #define SVC_RESPONSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct MHD_Connection;
 
@@ -32,6 +33,8 @@ typedef struct svc_response {
     unsigned int num_pieces;
     void (*pieces_free)(void *cls); /* releases the pieces; called exactly once */
     void *pieces_cls;
+    /* A body written as it is sent (svc_response_stream). */
+    size_t (*stream_read)(void *cls, uint64_t pos, char *buf, size_t max);
     const char *extra_header; /* one more header's (static) name, NULL for none */
     char extra_value[32];     /* its value */
 } svc_response;
@@ -70,6 +73,17 @@ void svc_response_owned(svc_response *r, int status, const char *content_type, c
  */
 void svc_response_pieces(svc_response *r, int status, const char *content_type,
                          const svc_piece *pieces, unsigned int n, size_t len,
+                         void (*free_fn)(void *cls), void *cls);
+/*
+ * Sets an answer whose body (len bytes) is written as it is sent, a block
+ * at a time into libmicrohttpd's buffer: read(cls, pos, buf, max) writes
+ * body bytes [pos, pos + k) into buf and returns k, 0 < k <= max, on the
+ * HTTP thread.  For a big body that is cheap to make (mostly repeated
+ * bytes) but costly to hold.  cls stays valid until free_fn(cls) runs,
+ * as for pieces (which it shares: pieces_free, pieces_cls).
+ */
+void svc_response_stream(svc_response *r, int status, const char *content_type, size_t len,
+                         size_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
                          void (*free_fn)(void *cls), void *cls);
 /* Frees an owned body (or releases the pieces) and clears r; keeps r->v2. */
 void svc_response_clear(svc_response *r);

@@ -6,8 +6,9 @@
  *   - mbx_base64_decode_range on every slice of texts of every length up to
  *     40 bytes equals the whole decode, and fails exactly when a bad
  *     character or a misplaced '=' lies in a group the slice reads;
- *   - slices encoded with mbx_base64_encode_inner plus the seams with
- *     mbx_base64_encode_across write exactly mbx_base64_encode's text;
+ *   - the text of a mostly zero array written from its non-zero rows
+ *     (mbx_b64_rows_read), in windows of any size, is exactly
+ *     mbx_base64_encode's text of the dense array;
  *   - every golden case with b64 float32 inputs: each image widened by
  *     mbx_request_load_input (whole, and at some rows only) equals what the
  *     plain parse decodes, bit for bit;
@@ -18,9 +19,9 @@
  *     small bodies) finds exactly what the one-pass scan finds, on golden
  *     bodies and on strings with escapes, keys and an unterminated end, and
  *     a parse that finishes a partly fed scan answers as a plain one;
- *   - an answer rendered around holes, with the gradients encoded image by
- *     image in any order, equals the whole render byte for byte, and a
- *     non-finite gradient fails the same way.
+ *   - an answer rendered around holes, with the gradients' texts written
+ *     from their non-zero rows, equals the whole render of the dense arrays
+ *     byte for byte, and a non-finite gradient gives the same error.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -84,45 +85,96 @@ static void test_decode_range(void **state)
     assert_int_equal(mbx_base64_decode_range("Zm8=", 4, 0, 3, out), MBX_E_BAD_BASE64);
 }
 
-static void test_encode_slices(void **state)
+/*
+ * A dense [rows][w] array, zero but at some rows (each kept with chance
+ * 1/every, runs of neighbours included), and its sparse form.
+ */
+typedef struct sparse_case {
+    float *dense;
+    int32_t *rows;
+    float *values;
+    int64_t num;
+} sparse_case;
+
+static sparse_case make_sparse(int64_t total_rows, int64_t w, unsigned every)
+{
+    sparse_case c = {calloc((size_t)(total_rows * w) + 1, sizeof(float)),
+                     malloc((size_t)total_rows * sizeof(int32_t) + 1),
+                     malloc((size_t)(total_rows * w) * sizeof(float) + 1), 0};
+    for (int64_t r = 0; r < total_rows; r++) {
+        if (next_rand() % every != 0)
+            continue;
+        c.rows[c.num] = (int32_t)r;
+        for (int64_t k = 0; k < w; k++) {
+            /* Some zeros inside kept rows too, and all bit patterns of sign and size. */
+            const float v = next_rand() % 5 == 0 ? 0.0f
+                                                 : (float)((int)(next_rand() % 20001) - 10000) /
+                                                       (float)(1 + next_rand() % 999);
+            c.dense[r * w + k] = v;
+            c.values[c.num * w + k] = v;
+        }
+        c.num++;
+    }
+    return c;
+}
+
+static void free_sparse(sparse_case *c)
+{
+    free(c->dense);
+    free(c->rows);
+    free(c->values);
+}
+
+/*
+ * mbx_b64_rows_read, over any window, writes exactly mbx_base64_encode's
+ * text of the dense array: widths on and off 3-byte groups (4 bytes a
+ * value: w = 3 and 21 fill whole groups, the others do not), rows kept
+ * sparse, dense, all, none, and the last row kept or not (padding).
+ */
+static void test_rows_text(void **state)
 {
     (void)state;
-    static const size_t totals[] = {1, 2, 3, 4, 5, 16, 17, 100, 1000, 139712 * 2 + 5};
-    for (size_t t = 0; t < sizeof totals / sizeof totals[0]; t++) {
-        const size_t total = totals[t], tlen = mbx_base64_encoded_size(total);
-        unsigned char *plain = malloc(total);
-        char *whole = malloc(tlen), *sliced = malloc(tlen);
-        for (size_t i = 0; i < total; i++)
-            plain[i] = (unsigned char)next_rand();
-        mbx_base64_encode(plain, total, whole);
-        for (int trial = 0; trial < 20; trial++) {
-            /* Random cut points, slices written last to first. */
-            size_t cuts[12];
-            int ncuts = 0;
-            cuts[ncuts++] = 0;
-            for (int k = 0; k < 10; k++)
-                cuts[ncuts++] = next_rand() % (total + 1);
-            cuts[ncuts++] = total;
-            for (int a = 0; a < ncuts; a++)
-                for (int b = a + 1; b < ncuts; b++)
-                    if (cuts[b] < cuts[a]) {
-                        size_t tmp = cuts[a];
-                        cuts[a] = cuts[b];
-                        cuts[b] = tmp;
-                    }
-            memset(sliced, '#', tlen);
-            for (int k = ncuts - 2; k >= 0; k--)
-                mbx_base64_encode_inner(plain, total, cuts[k], cuts[k + 1], sliced);
-            for (int k = 1; k < ncuts - 1; k++)
-                mbx_base64_encode_across(plain, total, cuts[k], sliced);
-            if (memcmp(whole, sliced, tlen) != 0)
-                fail_msg("total %zu, trial %d: slices differ from the whole encoding", total,
-                         trial);
-        }
-        free(plain);
-        free(whole);
-        free(sliced);
-    }
+    static const int64_t widths[] = {1, 2, 3, 4, 5, 7, 21, 81, 91, 200};
+    static const unsigned every[] = {1, 2, 7, 50, 1000000};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (size_t ei = 0; ei < sizeof every / sizeof every[0]; ei++)
+            for (int64_t total_rows = 1; total_rows < 400; total_rows += 1 + total_rows / 2) {
+                const int64_t w = widths[wi];
+                sparse_case c = make_sparse(total_rows, w, every[ei]);
+                const mbx_b64_rows s = {c.rows, c.values, c.num, total_rows, w};
+                const size_t bytes = (size_t)(total_rows * w) * 4;
+                const size_t tlen = mbx_base64_encoded_size(bytes);
+                assert_int_equal(mbx_b64_rows_size(&s), tlen);
+                char *whole = malloc(tlen + 1), *got = malloc(tlen + 1);
+                mbx_base64_encode(c.dense, bytes, whole);
+                /* In one window, then in windows of random sizes (one byte at times). */
+                memset(got, '#', tlen);
+                mbx_b64_rows_read(&s, 0, got, tlen);
+                if (memcmp(got, whole, tlen) != 0)
+                    fail_msg("w %lld, %lld rows, 1/%u kept: one window differs", (long long)w,
+                             (long long)total_rows, every[ei]);
+                memset(got, '#', tlen);
+                for (size_t off = 0; off < tlen;) {
+                    size_t n = next_rand() % 3 == 0 ? 1 : 1 + next_rand() % 700;
+                    if (n > tlen - off)
+                        n = tlen - off;
+                    mbx_b64_rows_read(&s, off, got + off, n);
+                    off += n;
+                }
+                if (memcmp(got, whole, tlen) != 0)
+                    fail_msg("w %lld, %lld rows, 1/%u kept: windows differ", (long long)w,
+                             (long long)total_rows, every[ei]);
+                assert_int_equal(mbx_b64_rows_non_finite(&s), -1);
+                if (c.num > 0) {
+                    const int64_t k = (int64_t)(next_rand() % (uint32_t)c.num);
+                    const int64_t col = (int64_t)(next_rand() % (uint32_t)w);
+                    c.values[k * w + col] = (next_rand() & 1) ? NAN : -INFINITY;
+                    assert_int_equal(mbx_b64_rows_non_finite(&s), c.rows[k] * w + col);
+                }
+                free(whole);
+                free(got);
+                free_sparse(&c);
+            }
 }
 
 /* ------------------------------------------------------- deferred inputs */
@@ -476,6 +528,19 @@ static void test_scan_in_steps(void **state)
 
 /* ---------------------------------------------------------- split render */
 
+/* Writes text s into out in random windows, as libmicrohttpd would ask. */
+static void read_in_windows(const mbx_b64_rows *s, char *out)
+{
+    const size_t tlen = mbx_b64_rows_size(s);
+    for (size_t off = 0; off < tlen;) {
+        size_t n = 1 + next_rand() % 97;
+        if (n > tlen - off)
+            n = tlen - off;
+        mbx_b64_rows_read(s, off, out + off, n);
+        off += n;
+    }
+}
+
 static void test_render_around(void **state)
 {
     (void)state;
@@ -490,79 +555,86 @@ static void test_render_around(void **state)
     req.outputs.tensor_format = MBX_TENSOR_B64;
     req.outputs.per_image = 1;
     req.outputs.matches = 1;
-    mbx_result res;
+    assert_true(mbx_grads_from_rows(&req));
+    mbx_result res, bare;
     mbx_detail d = {0, ""};
     assert_int_equal(mbx_result_alloc(&req, &res, &d), 0);
+    /* With the flag: no dense gradient arrays, the rest as asked. */
+    assert_int_equal(mbx_result_alloc_ex(&req, &bare, MBX_RESULT_GRADS_FROM_ROWS, &d), 0);
+    assert_null(bare.grad_loc);
+    assert_null(bare.grad_conf);
+    assert_non_null(bare.per_image);
+    assert_non_null(bare.matches);
     const int64_t rows = 21;
-    for (int64_t i = 0; i < rows * 4; i++)
-        res.grad_loc[i] = (float)((int)(next_rand() % 2001) - 1000) / 997.0f;
-    for (int64_t i = 0; i < rows * 5; i++)
-        res.grad_conf[i] = (float)((int)(next_rand() % 2001) - 1000) / 991.0f;
+    sparse_case loc = make_sparse(rows, 4, 3), conf = make_sparse(rows, 5, 2);
+    memcpy(res.grad_loc, loc.dense, (size_t)rows * 4 * sizeof(float));
+    memcpy(res.grad_conf, conf.dense, (size_t)rows * 5 * sizeof(float));
     for (int64_t i = 0; i < rows; i++)
-        res.matches[i] = (int32_t)(i % 4) - 1;
-    res.loss = 1.25;
-    res.normalizer = 4;
-    res.num_positives = 4;
+        res.matches[i] = bare.matches[i] = (int32_t)(i % 4) - 1;
+    for (int64_t i = 0; i < 3; i++)
+        res.per_image[i] = bare.per_image[i] = (mbx_image_result){0.5 * (double)i, 0.25, 0.25, 1, 3};
+    res.loss = bare.loss = 1.25;
+    res.normalizer = bare.normalizer = 4;
+    res.num_positives = bare.num_positives = 4;
 
     char *whole = NULL, *around = NULL;
     size_t whole_len = 0, around_len = 0, holes[2];
     assert_int_equal(mbx_response_render_json(&req, &res, &whole, &whole_len, &d), 0);
-    const size_t n_loc = mbx_grads_text_size(&req, MBX_REQUEST_INPUT_LOC);
-    const size_t n_conf = mbx_grads_text_size(&req, MBX_REQUEST_INPUT_CONF);
+    const mbx_b64_rows text_loc = {loc.rows, loc.values, loc.num, rows, 4};
+    const mbx_b64_rows text_conf = {conf.rows, conf.values, conf.num, rows, 5};
+    const size_t n_loc = mbx_b64_rows_size(&text_loc), n_conf = mbx_b64_rows_size(&text_conf);
     assert_int_equal(n_loc, mbx_base64_encoded_size(rows * 16));
     assert_int_equal(n_conf, mbx_base64_encoded_size(rows * 20));
-    char *loc = malloc(n_loc), *conf = malloc(n_conf);
-    memset(loc, '#', n_loc);
-    memset(conf, '#', n_conf);
-    static const int order[3] = {2, 0, 1};
-    for (int k = 0; k < 3; k++)
-        assert_int_equal(mbx_grads_encode_image(&req, &res, order[k], loc, conf, &d), 0);
-    mbx_grads_encode_seams(&req, &res, loc, conf);
-    assert_int_equal(mbx_response_render_json_around(&req, &res, &around, &around_len, holes, &d),
-                     0);
+    assert_int_equal(
+        mbx_response_render_json_around(&req, &bare, &around, &around_len, holes, &d), 0);
     assert_true(holes[0] <= holes[1] && holes[1] <= around_len);
     char *spliced = malloc(around_len + n_loc + n_conf + 1);
     size_t at = 0;
     memcpy(spliced + at, around, holes[0]);
     at += holes[0];
-    memcpy(spliced + at, loc, n_loc);
+    read_in_windows(&text_loc, spliced + at);
     at += n_loc;
     memcpy(spliced + at, around + holes[0], holes[1] - holes[0]);
     at += holes[1] - holes[0];
-    memcpy(spliced + at, conf, n_conf);
+    read_in_windows(&text_conf, spliced + at);
     at += n_conf;
     memcpy(spliced + at, around + holes[1], around_len - holes[1]);
     at += around_len - holes[1];
     assert_int_equal(at, whole_len);
     assert_memory_equal(spliced, whole, whole_len);
 
-    /* A non-finite gradient: the whole render's error, from the image that holds it. */
-    res.grad_conf[1 * 7 * 5 + 12] = NAN;
+    /* A non-finite gradient: the whole render's error, from where the rows hold it. */
+    assert_true(conf.num > 1);
+    const int64_t k = conf.num - 1;
+    res.grad_conf[conf.rows[k] * 5 + 3] = NAN;
+    conf.values[k * 5 + 3] = NAN;
     mbx_detail want = {0, ""}, got = {0, ""};
     char *none = NULL;
     const int rc_whole = mbx_response_render_json(&req, &res, &none, &whole_len, &want);
     assert_int_equal(rc_whole, MBX_E_INTERNAL);
-    assert_int_equal(mbx_grads_encode_image(&req, &res, 0, loc, conf, &got), 0);
-    assert_int_equal(mbx_grads_encode_image(&req, &res, 1, loc, conf, &got), rc_whole);
+    const int64_t bad = mbx_b64_rows_non_finite(&text_conf);
+    assert_int_equal(bad, conf.rows[k] * 5 + 3);
+    assert_int_equal(mbx_grads_non_finite(&req, MBX_REQUEST_INPUT_CONF, bad, &got), rc_whole);
     assert_string_equal(got.message, want.message);
 
     /* Answers without dense b64 gradients have no texts to leave out. */
     req.outputs.tensor_format = MBX_TENSOR_FLAT;
-    assert_int_equal(mbx_grads_text_size(&req, MBX_REQUEST_INPUT_LOC), 0);
+    assert_false(mbx_grads_from_rows(&req));
     assert_int_equal(mbx_response_render_json_around(&req, &res, &none, &around_len, holes, &d),
                      MBX_E_INVALID_ARGUMENT);
     free(spliced);
-    free(loc);
-    free(conf);
     free(whole);
     free(around);
+    free_sparse(&loc);
+    free_sparse(&conf);
     mbx_result_release(&res);
+    mbx_result_release(&bare);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_decode_range),     cmocka_unit_test(test_encode_slices),
+        cmocka_unit_test(test_decode_range),     cmocka_unit_test(test_rows_text),
         cmocka_unit_test(test_loads_equal_plain), cmocka_unit_test(test_faults_equal_plain),
         cmocka_unit_test(test_scan_in_steps), cmocka_unit_test(test_render_around),
     };

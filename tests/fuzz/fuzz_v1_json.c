@@ -11,10 +11,13 @@
  * MBX_REQUEST_DEFER_INPUTS, its loads image by image (in reverse order, as
  * racing units may) and mbx_request_input_fail must give exactly the plain
  * parse's outcome (the same code and message, or the same values bit for
- * bit); and a dense b64 answer rendered around its gradients, encoded image
- * by image, must splice into exactly the whole render.
+ * bit); and a dense b64 answer rendered around its gradients, their texts
+ * written from the non-zero rows a window at a time, must splice into
+ * exactly the whole render.
  */
 #include "fuzz.h"
+
+#include <math.h>
 
 #include "codec.h"
 
@@ -91,35 +94,64 @@ static void check_deferred(const uint8_t *data, size_t size, const mbx_request *
     mbx_request_free(req);
 }
 
-/* A dense b64 answer rendered around its texts, encoded image by image, against the whole. */
+/* The non-zero rows of a dense [rows][w] array, as the server's sparse units give them. */
+static mbx_b64_rows rows_of(const float *dense, int64_t rows, int64_t w, int32_t *idx,
+                            float *values)
+{
+    mbx_b64_rows s = {idx, values, 0, rows, w};
+    for (int64_t r = 0; r < rows; r++) {
+        int any = 0;
+        for (int64_t k = 0; k < w; k++)
+            any |= dense[r * w + k] != 0.0f || signbit(dense[r * w + k]);
+        if (!any)
+            continue;
+        idx[s.num] = (int32_t)r;
+        memcpy(values + s.num * w, dense + r * w, (size_t)w * sizeof(float));
+        s.num++;
+    }
+    return s;
+}
+
+/* A dense b64 answer rendered around its texts, written from the non-zero rows, against the whole. */
 static void check_render_around(const mbx_request *req, const mbx_result *res, const char *whole,
                                 size_t whole_len)
 {
-    const size_t n_loc = mbx_grads_text_size(req, MBX_REQUEST_INPUT_LOC);
-    const size_t n_conf = mbx_grads_text_size(req, MBX_REQUEST_INPUT_CONF);
-    if (!n_loc)
+    if (!mbx_grads_from_rows(req))
         return;
-    char *loc = malloc(n_loc + 1), *conf = malloc(n_conf + 1), *around = NULL;
-    FUZZ_CHECK(loc && conf, "out of memory");
+    const int64_t rows = req->batch.batch * req->batch.num_anchors, C = req->batch.num_classes;
+    const int64_t width[2] = {4, C};
+    const float *dense[2] = {res->grad_loc, res->grad_conf};
+    char *texts[2] = {NULL, NULL}, *around = NULL;
+    size_t n[2];
+    for (int k = 0; k < 2; k++) {
+        int32_t *idx = malloc((size_t)rows * sizeof(int32_t) + 1);
+        float *values = malloc((size_t)(rows * width[k]) * sizeof(float) + 1);
+        FUZZ_CHECK(idx && values, "out of memory");
+        const mbx_b64_rows t = rows_of(dense[k], rows, width[k], idx, values);
+        n[k] = mbx_b64_rows_size(&t);
+        texts[k] = malloc(n[k] + 1);
+        FUZZ_CHECK(texts[k], "out of memory");
+        /* Windows of odd sizes, as libmicrohttpd asks for them. */
+        for (size_t off = 0; off < n[k]; off += 61)
+            mbx_b64_rows_read(&t, off, texts[k] + off, n[k] - off < 61 ? n[k] - off : 61);
+        free(idx);
+        free(values);
+    }
     mbx_detail d = {0, ""};
-    for (int64_t i = req->batch.batch - 1; i >= 0; i--)
-        FUZZ_CHECK(mbx_grads_encode_image(req, res, i, loc, conf, &d) == 0, "encode_image: %s",
-                   d.message);
-    mbx_grads_encode_seams(req, res, loc, conf);
     size_t len = 0, at[2];
     FUZZ_CHECK(mbx_response_render_json_around(req, res, &around, &len, at, &d) == 0,
                "render_around: %s", d.message);
-    FUZZ_CHECK(len + n_loc + n_conf == whole_len, "spliced length %zu, whole %zu",
-               len + n_loc + n_conf, whole_len);
+    FUZZ_CHECK(len + n[0] + n[1] == whole_len, "spliced length %zu, whole %zu",
+               len + n[0] + n[1], whole_len);
     const char *w = whole;
-    FUZZ_CHECK(memcmp(w, around, at[0]) == 0 && memcmp(w + at[0], loc, n_loc) == 0 &&
-                   memcmp(w + at[0] + n_loc, around + at[0], at[1] - at[0]) == 0 &&
-                   memcmp(w + n_loc + at[1], conf, n_conf) == 0 &&
-                   memcmp(w + n_loc + n_conf + at[1], around + at[1], len - at[1]) == 0,
+    FUZZ_CHECK(memcmp(w, around, at[0]) == 0 && memcmp(w + at[0], texts[0], n[0]) == 0 &&
+                   memcmp(w + at[0] + n[0], around + at[0], at[1] - at[0]) == 0 &&
+                   memcmp(w + n[0] + at[1], texts[1], n[1]) == 0 &&
+                   memcmp(w + n[0] + n[1] + at[1], around + at[1], len - at[1]) == 0,
                "the spliced answer differs from the whole render");
     free(around);
-    free(loc);
-    free(conf);
+    free(texts[0]);
+    free(texts[1]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
