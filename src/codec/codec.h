@@ -144,7 +144,8 @@ int mbx_result_alloc_ex(const mbx_request *req, mbx_result *res, unsigned flags,
  * the caller computes sparse rows instead, renders the answer's JSON without
  * the two texts (mbx_response_render_json_around: out holds the rest, and
  * the texts go at offsets holes[0], grad_loc's, and holes[1], grad_conf's,
- * of it), and writes the texts a window at a time with mbx_b64_rows_read.
+ * of it), and writes the texts a window at a time with
+ * mbx_dense_rows_b64_read.
  * Spliced, they are exactly what mbx_response_render_json writes.
  */
 #define MBX_RESULT_GRADS_FROM_ROWS 2u
@@ -152,28 +153,28 @@ int mbx_grads_from_rows(const mbx_request *req);
 
 /*
  * A dense float32 array [total_rows][width], zero except at rows[0..num)
- * (ascending indices, each < total_rows) whose values are values[num][width].
- * Borrowed arrays.
+ * (ascending indices, each < total_rows) whose values are values[num][width]:
+ * a gradient as the sparse units give it.  Borrowed arrays.  The readers
+ * write any window of the dense array's little-endian bytes (raw) or of
+ * their base64 text (b64, what mbx_base64_encode writes for those bytes),
+ * in time proportional to the window plus the rows in it, so a big, mostly
+ * zero answer is made where it is sent and never held whole.  Reads only;
+ * any thread; no allocation; off + n at most the bytes' or text's length.
  */
-typedef struct mbx_b64_rows {
+typedef struct mbx_dense_rows {
     const int32_t *rows;
     const float *values;
     int64_t num;
     int64_t total_rows;
     int64_t width;
-} mbx_b64_rows;
+} mbx_dense_rows;
 
-/* The length of the base64 text of s's little-endian bytes. */
-size_t mbx_b64_rows_size(const mbx_b64_rows *s);
-/*
- * Writes text[off, off + n) of that text into out (off + n at most its
- * length), exactly as mbx_base64_encode writes the dense array, in time
- * proportional to n plus the rows in the window.  Reads only; any thread;
- * no allocation.
- */
-void mbx_b64_rows_read(const mbx_b64_rows *s, size_t off, char *out, size_t n);
+void mbx_dense_rows_raw_read(const mbx_dense_rows *s, size_t off, char *out, size_t n);
+/* The length of the base64 text of s's bytes. */
+size_t mbx_dense_rows_b64_size(const mbx_dense_rows *s);
+void mbx_dense_rows_b64_read(const mbx_dense_rows *s, size_t off, char *out, size_t n);
 /* The flat index (row * width + column) of s's first NaN or infinity, or -1. */
-int64_t mbx_b64_rows_non_finite(const mbx_b64_rows *s);
+int64_t mbx_dense_rows_non_finite(const mbx_dense_rows *s);
 
 int mbx_response_render_json_around(const mbx_request *req, const mbx_result *res, char **out,
                                     size_t *len, size_t holes[2], mbx_detail *detail);

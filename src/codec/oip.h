@@ -224,6 +224,15 @@ int mbx_oip_result_alloc(const mbx_oip_request *req, mbx_result *res, mbx_detail
 int mbx_oip_result_alloc_ex(const mbx_oip_request *req, mbx_result *res, unsigned flags,
                             mbx_detail *detail);
 void mbx_oip_result_release(mbx_result *res);
+/*
+ * Whether req's dense gradients can be sent from sparse rows: it asks for
+ * grad_loc or grad_conf, every one of them as binary FP32 bytes.  With
+ * MBX_RESULT_GRADS_FROM_ROWS, mbx_oip_result_alloc_ex then gives no dense
+ * gradient arrays; mbx_oip_response_render_sparse, given the rows, leaves
+ * those outputs' segments empty (base NULL) and describes them in
+ * resp->rows for the sender (mbx_dense_rows_raw_read).
+ */
+int mbx_oip_grads_from_rows(const mbx_oip_request *req);
 
 /* ------------------------------------------------------------- responses */
 
@@ -253,6 +262,13 @@ typedef struct mbx_oip_response {
     size_t num_segments;
     size_t body_len;       /* sum of every segment's len */
     int binary;
+    /*
+     * Dense gradients sent from sparse rows: rows_segment[0] (grad_loc) and
+     * [1] (grad_conf) are the indices of their segments (base NULL), 0 for
+     * none; the bytes of such a segment are those of rows[k].
+     */
+    size_t rows_segment[2];
+    mbx_dense_rows rows[2];
     struct mbx_oip_response_storage *storage; /* private */
 } mbx_oip_response;
 

@@ -639,6 +639,18 @@ uint32_t mbx_oip_request_outputs(const mbx_oip_request *req)
     return requested(req);
 }
 
+int mbx_oip_grads_from_rows(const mbx_oip_request *req)
+{
+    int any = 0;
+    for (int k = 0; k < req->num_outputs; k++)
+        if (req->output[k] == MBX_OIP_OUT_GRAD_LOC || req->output[k] == MBX_OIP_OUT_GRAD_CONF) {
+            if (!req->binary[k])
+                return 0;
+            any = 1;
+        }
+    return any && req->gradient_datatype == MBX_OIP_FP32;
+}
+
 int mbx_oip_result_alloc(const mbx_oip_request *req, mbx_result *res, mbx_detail *d)
 {
     return mbx_oip_result_alloc_ex(req, res, 0, d);
@@ -654,6 +666,8 @@ int mbx_oip_result_alloc_ex(const mbx_oip_request *req, mbx_result *res, unsigne
     if (flags & MBX_RESULT_SPARSE_DIRECT) /* the sparse outputs need nothing here */
         m &= ~(BIT(GRAD_LOC_ROWS) | BIT(GRAD_LOC_VALUES) | BIT(GRAD_CONF_ROWS) |
                BIT(GRAD_CONF_VALUES));
+    if ((flags & MBX_RESULT_GRADS_FROM_ROWS) && mbx_oip_grads_from_rows(req))
+        m &= ~(BIT(GRAD_LOC) | BIT(GRAD_CONF)); /* sent from the sparse rows */
     /* Sizes: B*A*C <= MBX_CODEC_MAX_ELEMENTS was checked by the parser. */
     if ((m & BIT(PER_IMAGE_LOSS)) &&
         !(res->per_image = mbx_codec_calloc((size_t)b->batch, sizeof *res->per_image)))

@@ -160,7 +160,7 @@ static void put_u32_le(unsigned char *p, uint32_t u)
 /* The view of output o; 0, or MBX_E_INVALID_ARGUMENT when res lacks its array. */
 static int view_of(mbx_oip_output o, const mbx_oip_request *req, const mbx_result *res,
                    const sparse *sp, struct mbx_oip_response_storage *s, float *per_image,
-                   out_view *v, mbx_detail *d)
+                   int from_rows, out_view *v, mbx_detail *d)
 {
     const mbx_batch *b = &req->core.batch;
     const int64_t B = b->batch, A = b->num_anchors, C = b->num_classes;
@@ -196,7 +196,7 @@ static int view_of(mbx_oip_output o, const mbx_oip_request *req, const mbx_resul
         v->shape[1] = A;
         v->shape[2] = o == MBX_OIP_OUT_GRAD_LOC ? 4 : C;
         v->f = o == MBX_OIP_OUT_GRAD_LOC ? res->grad_loc : res->grad_conf;
-        if (!v->f)
+        if (!v->f && !from_rows)
             goto missing;
         break;
     case MBX_OIP_OUT_GRAD_LOC_ROWS:
@@ -404,8 +404,15 @@ static int render(const mbx_oip_request *req, const mbx_result *res,
     jbuf_puts(&jb, ",\"outputs\":[");
     for (int k = 0; k < req->num_outputs; k++) {
         mbx_oip_output o = req->output[k];
+        const int grad = o == MBX_OIP_OUT_GRAD_LOC ? 0 : o == MBX_OIP_OUT_GRAD_CONF ? 1 : -1;
+        /* A dense gradient without its array: sent from the rows given (grads_from_rows). */
+        const int from_rows = grad >= 0 && !(grad ? res->grad_conf : res->grad_loc) && given &&
+                              (grad ? given->conf_rows && given->conf_values
+                                    : given->loc_rows && given->loc_values) &&
+                              req->binary[k] && !force_json &&
+                              req->gradient_datatype == MBX_OIP_FP32;
         out_view v;
-        rc = view_of(o, req, res, &sp, s, per_image, &v, d);
+        rc = view_of(o, req, res, &sp, s, per_image, from_rows, &v, d);
         if (rc)
             goto fail;
         if (k)
@@ -421,7 +428,22 @@ static int render(const mbx_oip_request *req, const mbx_result *res,
             jbuf_put_i64(&jb, v.shape[r]);
         }
         jbuf_puts(&jb, "],");
-        if (req->binary[k] && !force_json) {
+        if (from_rows) {
+            const size_t len = (size_t)v.count * sizeof(float);
+            jbuf_puts(&jb, "\"parameters\":{\"binary_data_size\":");
+            jbuf_put_i64(&jb, (int64_t)len);
+            jbuf_putc(&jb, '}');
+            resp->rows_segment[grad] = resp->num_segments;
+            resp->rows[grad] = grad ? (mbx_dense_rows){given->conf_rows, given->conf_values,
+                                                       given->num_conf, b->batch * b->num_anchors,
+                                                       b->num_classes}
+                                    : (mbx_dense_rows){given->loc_rows, given->loc_values,
+                                                       given->num_loc, b->batch * b->num_anchors,
+                                                       4};
+            resp->segments[resp->num_segments].base = NULL;
+            resp->segments[resp->num_segments].len = len;
+            resp->num_segments++;
+        } else if (req->binary[k] && !force_json) {
             size_t len;
             const void *bytes = wire_bytes(&v, s, &len);
             if (!bytes) {

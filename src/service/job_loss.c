@@ -7,7 +7,7 @@
  * (ops->load), so both workers share the decoding; otherwise the body is
  * freed as soon as it is parsed, since the parsed request then holds its
  * own tensors.  Dense b64 gradients are computed as sparse rows and their
- * texts written only as they are sent, a block at a time (mbx_b64_rows):
+ * texts written only as they are sent, a block at a time (mbx_dense_rows):
  * nearly all of them is zero, "AAAA", so neither the dense arrays nor the
  * 37 MB of text of an SSD300 batch of 32 ever exist.  Other answers are
  * rendered whole as JSON text.
@@ -38,7 +38,7 @@ typedef struct loss_job {
 typedef struct loss_answer {
     char *json;
     svc_sparse_out rows;
-    mbx_b64_rows text[2];
+    mbx_dense_rows text[2];
     uint64_t end[5];    /* where each part ends in the body */
     size_t json_at[3];  /* where JSON parts 0, 2 and 4 start in json */
 } loss_answer;
@@ -64,7 +64,7 @@ static size_t answer_read(void *cls, uint64_t pos, char *buf, size_t max)
         const uint64_t left = a->end[part] - (pos + done);
         const size_t n = left < max - done ? (size_t)left : max - done;
         if (part % 2) {
-            mbx_b64_rows_read(&a->text[part / 2], (size_t)at, buf + done, n);
+            mbx_dense_rows_b64_read(&a->text[part / 2], (size_t)at, buf + done, n);
         } else {
             memcpy(buf + done, a->json + a->json_at[part / 2] + at, n);
         }
@@ -114,12 +114,12 @@ static int render_from_rows(loss_job *j, mbx_detail *d)
     svc_split_take_sparse(&j->base, &a->rows);
     const mbx_batch *bt = &j->parsed->batch;
     const int64_t rows = bt->batch * bt->num_anchors;
-    a->text[0] = (mbx_b64_rows){a->rows.loc_rows, a->rows.loc_values, a->rows.num_loc, rows, 4};
-    a->text[1] = (mbx_b64_rows){a->rows.conf_rows, a->rows.conf_values, a->rows.num_conf, rows,
+    a->text[0] = (mbx_dense_rows){a->rows.loc_rows, a->rows.loc_values, a->rows.num_loc, rows, 4};
+    a->text[1] = (mbx_dense_rows){a->rows.conf_rows, a->rows.conf_values, a->rows.num_conf, rows,
                                 bt->num_classes};
     int rc = 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
-        const int64_t bad = mbx_b64_rows_non_finite(&a->text[k]);
+        const int64_t bad = mbx_dense_rows_non_finite(&a->text[k]);
         if (bad >= 0)
             rc = mbx_grads_non_finite(j->parsed, k, bad, d);
     }
@@ -130,7 +130,7 @@ static int render_from_rows(loss_job *j, mbx_detail *d)
         answer_free(a);
         return rc;
     }
-    const uint64_t text_len[2] = {mbx_b64_rows_size(&a->text[0]), mbx_b64_rows_size(&a->text[1])};
+    const uint64_t text_len[2] = {mbx_dense_rows_b64_size(&a->text[0]), mbx_dense_rows_b64_size(&a->text[1])};
     a->json_at[0] = 0;
     a->json_at[1] = at[0];
     a->json_at[2] = at[1];

@@ -9,10 +9,12 @@
  * and the body's place in its buffer: the body is stored at an offset that
  * makes body + header length 16-byte aligned, so the codec uses the FP32
  * tensors where they lie.  The body therefore lives until the loss is
- * computed.  The answer is sent from the codec's segments without a copy
- * (dense FP32 gradients are the result's own arrays): the result and the
- * rendered response are owned by the libmicrohttpd response and freed by
- * its free callback.  Errors use the /v2 body (request.c sets the style).
+ * computed.  The answer is sent from the codec's segments without a copy;
+ * binary FP32 dense gradients are computed as sparse rows and their bytes
+ * written as they are sent (zeros with the rows over them), so no dense
+ * array is zeroed, written or read back.  The result and the rendered
+ * response are owned by the libmicrohttpd response and freed by its free
+ * callback.  Errors use the /v2 body (request.c sets the style).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -154,6 +156,30 @@ static void answer_free(void *cls)
     free(a);
 }
 
+/* HTTP thread: body bytes [pos, pos + k) of an answer with gradients sent from rows. */
+static size_t answer_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    const mbx_oip_response *resp = &((const oip_answer *)cls)->resp;
+    size_t done = 0;
+    uint64_t start = 0;
+    for (size_t k = 0; k < resp->num_segments && done < max; k++) {
+        const mbx_oip_segment *seg = &resp->segments[k];
+        const uint64_t end = start + seg->len;
+        if (pos + done < end) {
+            const size_t at = (size_t)(pos + done - start);
+            const size_t n = seg->len - at < max - done ? seg->len - at : max - done;
+            if (seg->base)
+                memcpy(buf + done, (const char *)seg->base + at, n);
+            else
+                mbx_dense_rows_raw_read(&resp->rows[k == resp->rows_segment[1]], at, buf + done,
+                                        n);
+            done += n;
+        }
+        start = end;
+    }
+    return done;
+}
+
 static int oip_parse(svc_split_job *sj, mbx_detail *d)
 {
     oip_job *j = (oip_job *)sj;
@@ -171,15 +197,18 @@ static int oip_parse(svc_split_job *sj, mbx_detail *d)
                                       MBX_OIP_PARSE_DEFER_INPUTS, &j->parsed, d);
     if (rc != 0)
         return rc;
-    /* Sparse outputs come straight from the core's sparse units: no dense arrays for them. */
-    rc = mbx_oip_result_alloc_ex(j->parsed, &j->result, MBX_RESULT_SPARSE_DIRECT, d);
+    /* Sparse outputs come straight from the core's sparse units, and binary FP32
+     * dense gradients from the same rows as they are sent: no dense arrays. */
+    rc = mbx_oip_result_alloc_ex(j->parsed, &j->result,
+                                 MBX_RESULT_SPARSE_DIRECT | MBX_RESULT_GRADS_FROM_ROWS, d);
     if (rc != 0)
         return rc;
     j->result_allocated = 1;
     const uint32_t sparse_outputs =
         1u << MBX_OIP_OUT_GRAD_LOC_ROWS | 1u << MBX_OIP_OUT_GRAD_LOC_VALUES |
         1u << MBX_OIP_OUT_GRAD_CONF_ROWS | 1u << MBX_OIP_OUT_GRAD_CONF_VALUES;
-    sj->sparse = (mbx_oip_request_outputs(j->parsed) & sparse_outputs) != 0;
+    sj->sparse = (mbx_oip_request_outputs(j->parsed) & sparse_outputs) != 0 ||
+                 mbx_oip_grads_from_rows(j->parsed);
     sj->deferred[0] = mbx_oip_request_deferred(j->parsed, MBX_OIP_INPUT_LOC);
     sj->deferred[1] = mbx_oip_request_deferred(j->parsed, MBX_OIP_INPUT_CONF);
     sj->config = &j->parsed->core.config;
@@ -208,9 +237,12 @@ static int oip_render(svc_split_job *sj, mbx_detail *d)
         return rc;
     }
     svc_response *r = &sj->req->response;
-    svc_response_pieces(r, 200, a->resp.binary ? "application/octet-stream" : SVC_CT_JSON,
-                        (const svc_piece *)a->resp.segments, (unsigned int)a->resp.num_segments,
-                        a->resp.body_len, answer_free, a);
+    const char *ct = a->resp.binary ? "application/octet-stream" : SVC_CT_JSON;
+    if (a->resp.rows_segment[0] || a->resp.rows_segment[1])
+        svc_response_stream(r, 200, ct, a->resp.body_len, answer_read, answer_free, a);
+    else
+        svc_response_pieces(r, 200, ct, (const svc_piece *)a->resp.segments,
+                            (unsigned int)a->resp.num_segments, a->resp.body_len, answer_free, a);
     if (a->resp.binary) {
         r->extra_header = IHCL;
         snprintf(r->extra_value, sizeof r->extra_value, "%zu", a->resp.header_len);

@@ -6,9 +6,10 @@
  *   - mbx_base64_decode_range on every slice of texts of every length up to
  *     40 bytes equals the whole decode, and fails exactly when a bad
  *     character or a misplaced '=' lies in a group the slice reads;
- *   - the text of a mostly zero array written from its non-zero rows
- *     (mbx_b64_rows_read), in windows of any size, is exactly
- *     mbx_base64_encode's text of the dense array;
+ *   - the bytes of a mostly zero array and their base64 text, written from
+ *     its non-zero rows (mbx_dense_rows_raw_read, _b64_read) in windows of
+ *     any size, are exactly the dense array's bytes and mbx_base64_encode's
+ *     text of them;
  *   - every golden case with b64 float32 inputs: each image widened by
  *     mbx_request_load_input (whole, and at some rows only) equals what the
  *     plain parse decodes, bit for bit;
@@ -126,7 +127,7 @@ static void free_sparse(sparse_case *c)
 }
 
 /*
- * mbx_b64_rows_read, over any window, writes exactly mbx_base64_encode's
+ * mbx_dense_rows_b64_read, over any window, writes exactly mbx_base64_encode's
  * text of the dense array: widths on and off 3-byte groups (4 bytes a
  * value: w = 3 and 21 fill whole groups, the others do not), rows kept
  * sparse, dense, all, none, and the last row kept or not (padding).
@@ -141,15 +142,15 @@ static void test_rows_text(void **state)
             for (int64_t total_rows = 1; total_rows < 400; total_rows += 1 + total_rows / 2) {
                 const int64_t w = widths[wi];
                 sparse_case c = make_sparse(total_rows, w, every[ei]);
-                const mbx_b64_rows s = {c.rows, c.values, c.num, total_rows, w};
+                const mbx_dense_rows s = {c.rows, c.values, c.num, total_rows, w};
                 const size_t bytes = (size_t)(total_rows * w) * 4;
                 const size_t tlen = mbx_base64_encoded_size(bytes);
-                assert_int_equal(mbx_b64_rows_size(&s), tlen);
+                assert_int_equal(mbx_dense_rows_b64_size(&s), tlen);
                 char *whole = malloc(tlen + 1), *got = malloc(tlen + 1);
                 mbx_base64_encode(c.dense, bytes, whole);
                 /* In one window, then in windows of random sizes (one byte at times). */
                 memset(got, '#', tlen);
-                mbx_b64_rows_read(&s, 0, got, tlen);
+                mbx_dense_rows_b64_read(&s, 0, got, tlen);
                 if (memcmp(got, whole, tlen) != 0)
                     fail_msg("w %lld, %lld rows, 1/%u kept: one window differs", (long long)w,
                              (long long)total_rows, every[ei]);
@@ -158,18 +159,32 @@ static void test_rows_text(void **state)
                     size_t n = next_rand() % 3 == 0 ? 1 : 1 + next_rand() % 700;
                     if (n > tlen - off)
                         n = tlen - off;
-                    mbx_b64_rows_read(&s, off, got + off, n);
+                    mbx_dense_rows_b64_read(&s, off, got + off, n);
                     off += n;
                 }
                 if (memcmp(got, whole, tlen) != 0)
                     fail_msg("w %lld, %lld rows, 1/%u kept: windows differ", (long long)w,
                              (long long)total_rows, every[ei]);
-                assert_int_equal(mbx_b64_rows_non_finite(&s), -1);
+                /* The raw bytes, in windows too. */
+                char *raw = malloc(bytes + 1);
+                memset(raw, '#', bytes);
+                for (size_t off = 0; off < bytes;) {
+                    size_t n = next_rand() % 3 == 0 ? 1 : 1 + next_rand() % 500;
+                    if (n > bytes - off)
+                        n = bytes - off;
+                    mbx_dense_rows_raw_read(&s, off, raw + off, n);
+                    off += n;
+                }
+                if (memcmp(raw, c.dense, bytes) != 0)
+                    fail_msg("w %lld, %lld rows, 1/%u kept: raw windows differ", (long long)w,
+                             (long long)total_rows, every[ei]);
+                free(raw);
+                assert_int_equal(mbx_dense_rows_non_finite(&s), -1);
                 if (c.num > 0) {
                     const int64_t k = (int64_t)(next_rand() % (uint32_t)c.num);
                     const int64_t col = (int64_t)(next_rand() % (uint32_t)w);
                     c.values[k * w + col] = (next_rand() & 1) ? NAN : -INFINITY;
-                    assert_int_equal(mbx_b64_rows_non_finite(&s), c.rows[k] * w + col);
+                    assert_int_equal(mbx_dense_rows_non_finite(&s), c.rows[k] * w + col);
                 }
                 free(whole);
                 free(got);
@@ -529,14 +544,14 @@ static void test_scan_in_steps(void **state)
 /* ---------------------------------------------------------- split render */
 
 /* Writes text s into out in random windows, as libmicrohttpd would ask. */
-static void read_in_windows(const mbx_b64_rows *s, char *out)
+static void read_in_windows(const mbx_dense_rows *s, char *out)
 {
-    const size_t tlen = mbx_b64_rows_size(s);
+    const size_t tlen = mbx_dense_rows_b64_size(s);
     for (size_t off = 0; off < tlen;) {
         size_t n = 1 + next_rand() % 97;
         if (n > tlen - off)
             n = tlen - off;
-        mbx_b64_rows_read(s, off, out + off, n);
+        mbx_dense_rows_b64_read(s, off, out + off, n);
         off += n;
     }
 }
@@ -580,9 +595,9 @@ static void test_render_around(void **state)
     char *whole = NULL, *around = NULL;
     size_t whole_len = 0, around_len = 0, holes[2];
     assert_int_equal(mbx_response_render_json(&req, &res, &whole, &whole_len, &d), 0);
-    const mbx_b64_rows text_loc = {loc.rows, loc.values, loc.num, rows, 4};
-    const mbx_b64_rows text_conf = {conf.rows, conf.values, conf.num, rows, 5};
-    const size_t n_loc = mbx_b64_rows_size(&text_loc), n_conf = mbx_b64_rows_size(&text_conf);
+    const mbx_dense_rows text_loc = {loc.rows, loc.values, loc.num, rows, 4};
+    const mbx_dense_rows text_conf = {conf.rows, conf.values, conf.num, rows, 5};
+    const size_t n_loc = mbx_dense_rows_b64_size(&text_loc), n_conf = mbx_dense_rows_b64_size(&text_conf);
     assert_int_equal(n_loc, mbx_base64_encoded_size(rows * 16));
     assert_int_equal(n_conf, mbx_base64_encoded_size(rows * 20));
     assert_int_equal(
@@ -612,7 +627,7 @@ static void test_render_around(void **state)
     char *none = NULL;
     const int rc_whole = mbx_response_render_json(&req, &res, &none, &whole_len, &want);
     assert_int_equal(rc_whole, MBX_E_INTERNAL);
-    const int64_t bad = mbx_b64_rows_non_finite(&text_conf);
+    const int64_t bad = mbx_dense_rows_non_finite(&text_conf);
     assert_int_equal(bad, conf.rows[k] * 5 + 3);
     assert_int_equal(mbx_grads_non_finite(&req, MBX_REQUEST_INPUT_CONF, bad, &got), rc_whole);
     assert_string_equal(got.message, want.message);

@@ -6,8 +6,9 @@
  * written from the binary extension's description.  Checks every output's
  * name, datatype, shape and values in binary, JSON and mixed forms, that
  * dense FP32 gradients are not copied, that the sparse outputs scattered
- * back equal the dense ones, FP16 / BF16 gradients, the result allocation
- * per requested output, and allocation failures.
+ * back equal the dense ones, that binary FP32 dense gradients sent from
+ * sparse rows are the same bytes, FP16 / BF16 gradients, the result
+ * allocation per requested output, and allocation failures.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -207,6 +208,100 @@ static void test_binary_fp32(void **state)
 {
     (void)state;
     render_and_check("{\"binary_data_output\":true}", 0, "FP32");
+}
+
+/* The wire bytes of resp, with segments sent from rows read in windows of odd sizes. */
+static void join_wire(const mbx_oip_response *resp, tu_bytes *wire)
+{
+    memset(wire, 0, sizeof *wire);
+    for (size_t i = 0; i < resp->num_segments; i++) {
+        if (resp->segments[i].base) {
+            tu_put(wire, resp->segments[i].base, resp->segments[i].len);
+            continue;
+        }
+        assert_true(i == resp->rows_segment[0] || i == resp->rows_segment[1]);
+        char window[7];
+        for (size_t off = 0; off < resp->segments[i].len; off += sizeof window) {
+            const size_t n = resp->segments[i].len - off < sizeof window
+                                 ? resp->segments[i].len - off
+                                 : sizeof window;
+            mbx_dense_rows_raw_read(&resp->rows[i == resp->rows_segment[1]], off, window, n);
+            tu_put(wire, window, n);
+        }
+    }
+    assert_int_equal(wire->len, resp->body_len);
+}
+
+/*
+ * Binary FP32 dense gradients sent from sparse rows: no dense arrays are
+ * allocated, their segments are left to the sender, and the bytes on the
+ * wire are exactly those of the render from dense arrays; any other form of
+ * the dense gradients (JSON data, FP16, BF16) keeps its arrays.
+ */
+static void test_binary_fp32_from_rows(void **state)
+{
+    (void)state;
+    tu_bytes body, body2;
+    mbx_oip_request *req = make_request("{\"binary_data_output\":true}", all_outputs, &body);
+    assert_true(mbx_oip_grads_from_rows(req));
+    mbx_result dense, bare;
+    assert_int_equal(mbx_oip_result_alloc(req, &dense, NULL), 0);
+    fill_result(&dense);
+    assert_int_equal(mbx_oip_result_alloc_ex(
+                         req, &bare, MBX_RESULT_SPARSE_DIRECT | MBX_RESULT_GRADS_FROM_ROWS, NULL),
+                     0);
+    assert_null(bare.grad_loc);
+    assert_null(bare.grad_conf);
+    assert_non_null(bare.per_image);
+    fill_result(&bare);
+    /* The sparse rows, as the core's sparse units write them: positives, and counted rows. */
+    int32_t loc_rows[B * A], conf_rows[B * A];
+    float loc_values[B * A * 4], conf_values[B * A * C];
+    int64_t P = 0, K = 0;
+    for (int r = 0; r < B * A; r++) {
+        if (dense.roles[r] == 1) {
+            loc_rows[P] = r;
+            memcpy(loc_values + 4 * P++, dense.grad_loc + 4 * r, 4 * sizeof(float));
+        }
+        if (dense.roles[r] == 1 || dense.roles[r] == 2) {
+            conf_rows[K] = r;
+            memcpy(conf_values + C * K++, dense.grad_conf + C * r, C * sizeof(float));
+        }
+    }
+    const mbx_sparse_grads given = {loc_rows, loc_values, P, conf_rows, conf_values, K};
+    mbx_oip_response want, got;
+    mbx_detail d = {0, ""};
+    assert_int_equal(mbx_oip_response_render(req, &dense, 0, &want, &d), 0);
+    assert_int_equal(mbx_oip_response_render_sparse(req, &bare, &given, 0, &got, &d), 0);
+    assert_int_equal(want.rows_segment[0], 0);
+    assert_true(got.rows_segment[0] > 0 && got.rows_segment[1] > got.rows_segment[0]);
+    tu_bytes wire_want, wire_got;
+    join_wire(&want, &wire_want);
+    join_wire(&got, &wire_got);
+    assert_int_equal(wire_got.len, wire_want.len);
+    assert_memory_equal(wire_got.data, wire_want.data, wire_want.len);
+    tu_free(&wire_want);
+    tu_free(&wire_got);
+    mbx_oip_response_free(&want);
+    mbx_oip_response_free(&got);
+    mbx_oip_result_release(&dense);
+    mbx_oip_result_release(&bare);
+    mbx_oip_request_free(req);
+    tu_free(&body);
+
+    static const char *const kept[] = {
+        NULL, "{\"binary_data_output\":true,\"gradient_datatype\":\"FP16\"}",
+        "{\"binary_data_output\":true,\"gradient_datatype\":\"BF16\"}"};
+    for (size_t k = 0; k < sizeof kept / sizeof kept[0]; k++) {
+        req = make_request(kept[k], all_outputs, &body2);
+        assert_false(mbx_oip_grads_from_rows(req));
+        assert_int_equal(mbx_oip_result_alloc_ex(req, &bare, MBX_RESULT_GRADS_FROM_ROWS, NULL), 0);
+        assert_non_null(bare.grad_loc);
+        assert_non_null(bare.grad_conf);
+        mbx_oip_result_release(&bare);
+        mbx_oip_request_free(req);
+        tu_free(&body2);
+    }
 }
 
 static void test_json_fp32(void **state)
@@ -470,6 +565,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_binary_fp32),
+        cmocka_unit_test(test_binary_fp32_from_rows),
         cmocka_unit_test(test_json_fp32),
         cmocka_unit_test(test_half_gradients),
         cmocka_unit_test(test_half_rounding),

@@ -95,10 +95,10 @@ static void check_deferred(const uint8_t *data, size_t size, const mbx_request *
 }
 
 /* The non-zero rows of a dense [rows][w] array, as the server's sparse units give them. */
-static mbx_b64_rows rows_of(const float *dense, int64_t rows, int64_t w, int32_t *idx,
+static mbx_dense_rows rows_of(const float *dense, int64_t rows, int64_t w, int32_t *idx,
                             float *values)
 {
-    mbx_b64_rows s = {idx, values, 0, rows, w};
+    mbx_dense_rows s = {idx, values, 0, rows, w};
     for (int64_t r = 0; r < rows; r++) {
         int any = 0;
         for (int64_t k = 0; k < w; k++)
@@ -127,13 +127,13 @@ static void check_render_around(const mbx_request *req, const mbx_result *res, c
         int32_t *idx = malloc((size_t)rows * sizeof(int32_t) + 1);
         float *values = malloc((size_t)(rows * width[k]) * sizeof(float) + 1);
         FUZZ_CHECK(idx && values, "out of memory");
-        const mbx_b64_rows t = rows_of(dense[k], rows, width[k], idx, values);
-        n[k] = mbx_b64_rows_size(&t);
+        const mbx_dense_rows t = rows_of(dense[k], rows, width[k], idx, values);
+        n[k] = mbx_dense_rows_b64_size(&t);
         texts[k] = malloc(n[k] + 1);
         FUZZ_CHECK(texts[k], "out of memory");
         /* Windows of odd sizes, as libmicrohttpd asks for them. */
         for (size_t off = 0; off < n[k]; off += 61)
-            mbx_b64_rows_read(&t, off, texts[k] + off, n[k] - off < 61 ? n[k] - off : 61);
+            mbx_dense_rows_b64_read(&t, off, texts[k] + off, n[k] - off < 61 ? n[k] - off : 61);
         free(idx);
         free(values);
     }

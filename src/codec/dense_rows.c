@@ -1,6 +1,8 @@
 /*
- * b64_rows.c - the base64 text of a mostly zero float32 array, written a
- * window at a time from its non-zero rows (see codec.h, mbx_b64_rows).
+ * dense_rows.c - a mostly zero float32 array, as its little-endian bytes
+ * or their base64 text, written a window at a time from its non-zero rows
+ * (see codec.h, mbx_dense_rows).  The bytes are zeros with the rows copied
+ * over them.  The text:
  *
  * A dense /v1 gradient in b64 form is 37 MB of text for SSD300 at batch 32,
  * yet only the rows of the positives and counted negatives (a few percent)
@@ -22,12 +24,36 @@
 /* Groups encoded per step: the bytes of a step fit a small stack buffer. */
 #define STEP_GROUPS 256
 
-size_t mbx_b64_rows_size(const mbx_b64_rows *s)
+/*
+ * Copies the little-endian bytes of the row at index k of s (row start byte
+ * row_at) that fall in [from, to) into buf, which holds the bytes from on.
+ */
+static void put_row(const mbx_dense_rows *s, int64_t k, size_t row_at, size_t from, size_t to,
+                    unsigned char *buf);
+
+void mbx_dense_rows_raw_read(const mbx_dense_rows *s, size_t off, char *out, size_t n)
+{
+    const size_t row_bytes = (size_t)s->width * sizeof(float);
+    memset(out, 0, n);
+    /* The first row ending after off. */
+    int64_t lo = 0, hi = s->num;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (((size_t)s->rows[mid] + 1) * row_bytes > off)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    for (int64_t k = lo; k < s->num && (size_t)s->rows[k] * row_bytes < off + n; k++)
+        put_row(s, k, (size_t)s->rows[k] * row_bytes, off, off + n, (unsigned char *)out);
+}
+
+size_t mbx_dense_rows_b64_size(const mbx_dense_rows *s)
 {
     return mbx_base64_encoded_size((size_t)s->total_rows * (size_t)s->width * sizeof(float));
 }
 
-int64_t mbx_b64_rows_non_finite(const mbx_b64_rows *s)
+int64_t mbx_dense_rows_non_finite(const mbx_dense_rows *s)
 {
     const int64_t n = s->num * s->width;
     const int64_t bad = mbx_find_non_finite(s->values, n);
@@ -37,7 +63,7 @@ int64_t mbx_b64_rows_non_finite(const mbx_b64_rows *s)
 }
 
 /* The first index k of s->rows whose groups end after text offset off. */
-static int64_t first_row_reaching(const mbx_b64_rows *s, size_t off)
+static int64_t first_row_reaching(const mbx_dense_rows *s, size_t off)
 {
     const size_t row_bytes = (size_t)s->width * sizeof(float);
     int64_t lo = 0, hi = s->num;
@@ -52,11 +78,7 @@ static int64_t first_row_reaching(const mbx_b64_rows *s, size_t off)
     return lo;
 }
 
-/*
- * Copies the little-endian bytes of the row at index k of s (row start byte
- * row_at) that fall in [from, to) into buf, which holds the bytes from on.
- */
-static void put_row(const mbx_b64_rows *s, int64_t k, size_t row_at, size_t from, size_t to,
+static void put_row(const mbx_dense_rows *s, int64_t k, size_t row_at, size_t from, size_t to,
                     unsigned char *buf)
 {
     const size_t row_bytes = (size_t)s->width * sizeof(float);
@@ -76,7 +98,7 @@ static void put_row(const mbx_b64_rows *s, int64_t k, size_t row_at, size_t from
     }
 }
 
-void mbx_b64_rows_read(const mbx_b64_rows *s, size_t off, char *out, size_t n)
+void mbx_dense_rows_b64_read(const mbx_dense_rows *s, size_t off, char *out, size_t n)
 {
     const size_t row_bytes = (size_t)s->width * sizeof(float);
     const size_t total = (size_t)s->total_rows * row_bytes;
