@@ -237,6 +237,35 @@ void mbx_base64_encode(const void *in, size_t n, char *out)
     }
 }
 
+size_t mbx_base64_decode_groups(const char *in, size_t n, void *out)
+{
+    unsigned char *dst = out;
+    size_t i = 0;
+    n -= n % 4;
+#ifdef MBX_B64_AVX2
+    if (mbx_cpu_has_avx2()) {
+        i = decode_avx2(in, n, dst);
+        dst += i / 4 * 3;
+    }
+#endif
+    for (; i < n; i += 4) {
+        uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
+                     dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
+        if (v & 0x80000000u)
+            break;
+        dst[0] = (unsigned char)(v >> 16);
+        dst[1] = (unsigned char)(v >> 8);
+        dst[2] = (unsigned char)v;
+        dst += 3;
+    }
+    return i;
+}
+
+int mbx_base64_char_ok(char c)
+{
+    return dec_table[(unsigned char)c] != 0xff;
+}
+
 static int decoded_size_at(const char *in, size_t len, size_t base, size_t *size,
                            mbx_detail *detail)
 {

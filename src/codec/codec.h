@@ -85,6 +85,20 @@ typedef struct mbx_body_scan mbx_body_scan;
 mbx_body_scan *mbx_body_scan_new(void);
 void mbx_body_scan_feed(mbx_body_scan *scan, const char *body, size_t avail);
 void mbx_body_scan_free(mbx_body_scan *scan);
+/*
+ * The scan storing the body too, instead of the caller's copy and feed:
+ * mbx_body_scan_write stores data[0..n), the body's next bytes, into body
+ * (the buffer's start; room for them, and it may move between calls), and
+ * decodes long base64 string values straight from data into their own
+ * span of the body, where the parse then finds their bytes: the text is
+ * neither copied nor decoded again (lift_decode.c).  The body then holds
+ * those bytes instead of the text, so it is for the parse only; once the
+ * body is complete, mbx_body_scan_end (which may give one string back as
+ * text), then mbx_request_parse_json_scanned answers exactly as the plain
+ * parse of the body as sent.  A scan is either written or fed, not both.
+ */
+void mbx_body_scan_write(mbx_body_scan *scan, char *body, const char *data, size_t n);
+void mbx_body_scan_end(mbx_body_scan *scan, char *body);
 int mbx_request_parse_json_scanned(const char *body, size_t len, unsigned flags,
                                    mbx_body_scan *scan, mbx_request **out, mbx_detail *detail);
 /* 1 when input (MBX_REQUEST_INPUT_LOC or _CONF) was deferred by the parse. */
@@ -105,6 +119,16 @@ int64_t mbx_request_load_input(const mbx_request *req, int input, int64_t image,
  * fault (the whole text is decoded again to find it); returns its code.
  */
 int mbx_request_input_fail(const mbx_request *req, int input, mbx_detail *detail);
+/*
+ * A deferred input whose bytes were decoded as the body arrived
+ * (mbx_body_scan_write) can be used where it lies, as the [B][A][w]
+ * float32 array mbx_request_input_in_place returns (NULL when it cannot:
+ * not decoded so, or a big-endian host).  Its values are then not checked:
+ * a caller whose loss finds a NaN or infinity in them gets the plain
+ * parse's error from mbx_request_input_check (0 when input has none).
+ */
+const float *mbx_request_input_in_place(const mbx_request *req, int input);
+int mbx_request_input_check(const mbx_request *req, int input, mbx_detail *detail);
 void mbx_request_free(mbx_request *req);
 
 /*

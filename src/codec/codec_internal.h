@@ -79,6 +79,15 @@ void mbx_codec_free(void *ptr);
 int mbx_base64_decode_part(const char *in, size_t len, size_t base, void *out, size_t cap,
                            size_t *written, mbx_detail *detail);
 /*
+ * Decodes the whole groups of in[0..n) (n rounded down to a multiple of 4)
+ * into out, three bytes a group, up to the first group that holds a
+ * character outside the alphabet ('=' included); returns the characters
+ * decoded (a multiple of 4).  Writes exactly three bytes per group decoded.
+ * mbx_base64_char_ok: whether c is in the alphabet ('=' is not).
+ */
+size_t mbx_base64_decode_groups(const char *in, size_t n, void *out);
+int mbx_base64_char_ok(char c);
+/*
  * Decodes bytes [from, from + n) of what in[0..len) encodes into out (n
  * bytes), reading only the groups that hold them (base64_range.c).
  * Returns 0, or MBX_E_BAD_BASE64 (no detail: an invalid character or
@@ -170,7 +179,14 @@ void jbuf_put_b64_hole(jbuf *b, int rank, const int64_t *shape, size_t *hole);
 #define MBX_LIFT_MIN 256 /* shortest string value lifted, in bytes (>= 32) */
 
 typedef struct mbx_lifted {
-    size_t start, len; /* the content's bytes in the body, quotes excluded */
+    size_t start, len;   /* the string's content in the body */
+    /*
+     * Decoded as the body arrived (mbx_body_scan_write): the content's bytes
+     * are at body[raw, raw + raw_len), inside the string's span, and the
+     * span no longer holds the text.  The text was valid base64.
+     */
+    int decoded;
+    size_t raw, raw_len;
 } mbx_lifted;
 
 typedef struct mbx_lift {
@@ -187,6 +203,14 @@ typedef struct mbx_lift {
     int in_string;       /* inside the string opened at open */
     int escaped;         /* that string has an escape so far */
     size_t open, scan_i; /* its opening quote; where its scan resumes */
+    /* The open string, decoded as it arrives (lift_decode.c). */
+    int decoding;        /* its bytes go to raw_at, not its text to the body */
+    int no_decode;       /* it was given back as text: stays so */
+    size_t raw_at;       /* body offset of its bytes */
+    size_t groups;       /* whole groups decoded */
+    char pend[4];        /* the characters of the group after them */
+    int npend;
+    int npad;            /* '=' among them */
 } mbx_lift;
 
 /* Fills l (zeroed first); 0 or MBX_E_OUT_OF_MEMORY (free l in both cases). */
@@ -203,16 +227,21 @@ int mbx_lift_feed(mbx_lift *l, const char *body, size_t avail);
 /* codec.h's mbx_body_scan: a scan fed while the body arrives. */
 struct mbx_body_scan {
     mbx_lift lift;
-    int failed; /* a feed ran out of memory: the parse scans again */
+    int failed;    /* a feed ran out of memory: the parse scans again */
+    size_t stored; /* mbx_body_scan_write: the body bytes stored so far */
 };
+/* lift.c's pieces that lift_decode.c shares. */
+int mbx_lift_push(mbx_lift *l, size_t start, size_t len);
+int mbx_lift_value_position(const char *body, size_t quote);
 void mbx_lift_free(mbx_lift *l);
 /* A json_load_callback_t reading l's body with the lifted strings replaced. */
 size_t mbx_lift_read(void *buffer, size_t buflen, void *data);
 /*
  * If (*text, *len) is a placeholder of l (l may be NULL), points them at
- * the lifted bytes in the body and returns 1; otherwise leaves them, 0.
+ * the lifted bytes in the body and returns its item; otherwise leaves
+ * them, NULL.
  */
-int mbx_lift_resolve(const mbx_lift *l, const char **text, size_t *len);
+const mbx_lifted *mbx_lift_resolve(const mbx_lift *l, const char **text, size_t *len);
 /* The body offset of a position in the stream mbx_lift_read produced. */
 size_t mbx_lift_body_offset(const mbx_lift *l, size_t stream_pos);
 
@@ -242,6 +271,9 @@ typedef struct mbx_tensor_src {
     const json_t *json;     /* nested: the outer array; flat: the data array */
     const char *b64;        /* b64: the text, b64_len bytes */
     size_t b64_len;
+    const unsigned char *raw; /* b64 decoded as the body arrived (lift_decode.c), or NULL:
+                               * then b64 is not the text, only its place */
+    size_t raw_len;
     int dtype_size;         /* b64: 4 (float32) or 8 (float64) */
 } mbx_tensor_src;
 

@@ -7,8 +7,9 @@
  * reads the body through a callback that replaces each such string's
  * content with a short placeholder ("\u001bmbx#<index>"), and the tensor
  * reader resolves placeholders back to the bytes in the body, which the
- * base64 decoder reads in place.  Keys, array elements, short strings and
- * strings with escapes go through jansson unchanged.  A client sending a
+ * base64 decoder reads in place (or, for a string decoded while the body
+ * arrived, lift_decode.c, to its decoded bytes).  Keys, array elements,
+ * short strings and strings with escapes go through jansson unchanged.  A client sending a
  * placeholder itself can only make the codec read another string of its
  * own body.  Allocates only the table of lifted strings.
  */
@@ -25,7 +26,7 @@ static int is_ws(char c)
 }
 
 /* Whether the string opening at body[quote] is an object member's value. */
-static int value_position(const char *body, size_t quote)
+int mbx_lift_value_position(const char *body, size_t quote)
 {
     while (quote > 0 && is_ws(body[quote - 1]))
         quote--;
@@ -75,7 +76,7 @@ static size_t find_end(const char *p, size_t n)
     return bs ? (size_t)(bs - p) : end;
 }
 
-static int push(mbx_lift *l, size_t start, size_t len)
+int mbx_lift_push(mbx_lift *l, size_t start, size_t len)
 {
     if (l->count == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
@@ -85,8 +86,7 @@ static int push(mbx_lift *l, size_t start, size_t len)
         l->items = items;
         l->cap = cap;
     }
-    l->items[l->count].start = start;
-    l->items[l->count].len = len;
+    l->items[l->count] = (mbx_lifted){start, len, 0, 0, 0};
     l->count++;
     return 0;
 }
@@ -111,6 +111,7 @@ int mbx_lift_feed(mbx_lift *l, const char *body, size_t avail)
             l->open = (size_t)(q - body);
             l->scan_i = l->open + 1;
             l->escaped = 0;
+            l->no_decode = 0;
             l->in_string = 1;
         }
         /* Inside the string: to its closing quote, over escapes, or to the end of the bytes in. */
@@ -132,8 +133,9 @@ int mbx_lift_feed(mbx_lift *l, const char *body, size_t avail)
         }
         l->in_string = 0;
         l->scan_pos = close + 1;
-        if (!l->escaped && close - l->open - 1 >= l->min_len && value_position(body, l->open)) {
-            int rc = push(l, l->open + 1, close - l->open - 1);
+        if (!l->escaped && close - l->open - 1 >= l->min_len &&
+            mbx_lift_value_position(body, l->open)) {
+            int rc = mbx_lift_push(l, l->open + 1, close - l->open - 1);
             if (rc)
                 return rc;
         }
@@ -221,23 +223,23 @@ size_t mbx_lift_read(void *buffer, size_t buflen, void *data)
     return done;
 }
 
-int mbx_lift_resolve(const mbx_lift *l, const char **text, size_t *len)
+const mbx_lifted *mbx_lift_resolve(const mbx_lift *l, const char **text, size_t *len)
 {
     const size_t pre = sizeof PH_DECODED - 1;
     if (!l || *len <= pre || *len > pre + 20 || memcmp(*text, PH_DECODED, pre) != 0)
-        return 0;
+        return NULL;
     size_t k = 0;
     for (size_t i = pre; i < *len; i++) {
         char c = (*text)[i];
         if (c < '0' || c > '9')
-            return 0;
+            return NULL;
         k = k * 10 + (size_t)(c - '0');
     }
     if (k >= l->count)
-        return 0;
+        return NULL;
     *text = l->body + l->items[k].start;
     *len = l->items[k].len;
-    return 1;
+    return &l->items[k];
 }
 
 size_t mbx_lift_body_offset(const mbx_lift *l, size_t stream_pos)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "codec_internal.h"
+#include "half.h"
 
 struct mbx_request_storage {
     float *anchors, *loc, *conf, *boxes;
@@ -654,7 +655,17 @@ static int json_failure(const json_error_t *jerr, const mbx_lift *lift, mbx_deta
     size_t line = 1, col = 0;
     if (off > lift->len)
         off = lift->len;
+    size_t next = 0; /* strings decoded as the body arrived hold bytes, not their text */
     for (size_t i = 0; i < off; i++) {
+        while (next < lift->count && lift->items[next].start + lift->items[next].len <= i)
+            next++;
+        if (next < lift->count && lift->items[next].decoded && i >= lift->items[next].start) {
+            const size_t end = lift->items[next].start + lift->items[next].len;
+            const size_t skip = (end < off ? end : off) - i; /* base64 text: no newline */
+            col += skip;
+            i += skip - 1;
+            continue;
+        }
         col++;
         if (lift->body[i] == '\n') {
             line++;
@@ -739,7 +750,10 @@ int mbx_request_deferred(const mbx_request *req, int input)
 /* Widens values [first, first + n) of a deferred input into dst; as mbx_request_load_input. */
 static int64_t load_values(const mbx_tensor_src *t, int64_t first, int64_t n, float *dst)
 {
-    if (mbx_base64_decode_range(t->b64, t->b64_len, (size_t)first * 4, (size_t)n * 4, dst) != 0)
+    if (t->raw)
+        memcpy(dst, t->raw + (size_t)first * 4, (size_t)n * 4);
+    else if (mbx_base64_decode_range(t->b64, t->b64_len, (size_t)first * 4, (size_t)n * 4, dst) !=
+             0)
         return 0; /* a bad character: mbx_request_input_fail names it */
     mbx_f32_from_le(dst, n);
     const int64_t bad = mbx_find_non_finite(dst, n);
@@ -749,10 +763,12 @@ static int64_t load_values(const mbx_tensor_src *t, int64_t first, int64_t n, fl
 /* Asks for the text of values [first, first + n) of a deferred input ahead of its load. */
 static void prefetch_values(const mbx_tensor_src *t, int64_t first, int64_t n)
 {
-    const size_t from = (size_t)first * 4 / 3 * 4, to = ((size_t)(first + n) * 4 + 2) / 3 * 4;
+    const char *base = t->raw ? (const char *)t->raw : t->b64;
+    const size_t from = t->raw ? (size_t)first * 4 : (size_t)first * 4 / 3 * 4;
+    const size_t to = t->raw ? (size_t)(first + n) * 4 : ((size_t)(first + n) * 4 + 2) / 3 * 4;
     for (size_t at = from; at < to; at += 64)
-        __builtin_prefetch(t->b64 + at);
-    __builtin_prefetch(t->b64 + to - 1);
+        __builtin_prefetch(base + at);
+    __builtin_prefetch(base + to - 1);
 }
 
 /* Rows loaded ahead of the one being decoded: a few rows scattered over a
@@ -779,12 +795,27 @@ int64_t mbx_request_load_input(const mbx_request *req, int input, int64_t image,
     return -1;
 }
 
-int mbx_request_input_fail(const mbx_request *req, int input, mbx_detail *detail)
+const float *mbx_request_input_in_place(const mbx_request *req, int input)
+{
+    if (!mbx_request_deferred(req, input) || !mbx_host_is_little_endian())
+        return NULL;
+    const mbx_tensor_src *t = &req->storage->input[input];
+    if (!t->raw || (uintptr_t)t->raw % _Alignof(float) != 0)
+        return NULL;
+    return (const float *)(const void *)t->raw;
+}
+
+int mbx_request_input_check(const mbx_request *req, int input, mbx_detail *detail)
 {
     jpath p;
     jpath_init(&p);
     jpath_key(&p, input_key[input]);
-    int rc = mbx_tensor_check(&req->storage->input[input], &p, detail);
+    return mbx_tensor_check(&req->storage->input[input], &p, detail);
+}
+
+int mbx_request_input_fail(const mbx_request *req, int input, mbx_detail *detail)
+{
+    int rc = mbx_request_input_check(req, input, detail);
     if (rc == 0)
         rc = mbx_detail_set(detail, MBX_E_INTERNAL, "%s: a load failed on valid values",
                             input_key[input]);

@@ -303,9 +303,15 @@ static int probe_object(const json_t *j, int rank, const mbx_lift *lift, mbx_ten
         }
         src->b64 = json_string_value(b64);
         src->b64_len = json_string_length(b64);
-        mbx_lift_resolve(lift, &src->b64, &src->b64_len);
+        const mbx_lifted *it = mbx_lift_resolve(lift, &src->b64, &src->b64_len);
         mbx_detail sub = {0, ""};
-        rc = mbx_base64_decoded_size(src->b64, src->b64_len, &size, &sub);
+        if (it && it->decoded) { /* valid base64 of these bytes */
+            src->raw = (const unsigned char *)lift->body + it->raw;
+            src->raw_len = size = it->raw_len;
+            rc = 0;
+        } else {
+            rc = mbx_base64_decoded_size(src->b64, src->b64_len, &size, &sub);
+        }
         if (rc) {
             rc = jpath_fail(detail, rc, p, "%s", sub.message);
             jpath_restore(p, mark);
@@ -427,6 +433,25 @@ static int b64_error(int rc, const mbx_detail *sub, jpath *p, mbx_detail *detail
 }
 
 /*
+ * Bytes of characters [at, at + chunk) of src's text, as
+ * mbx_base64_decode_part gives them; from the bytes decoded as the body
+ * arrived when there are (the text was valid: no error then).
+ */
+static int text_chunk(const mbx_tensor_src *src, size_t at, size_t chunk, unsigned char *out,
+                      size_t cap, size_t *got, mbx_detail *sub)
+{
+    if (!src->raw)
+        return mbx_base64_decode_part(src->b64 + at, chunk, at, out, cap, got, sub);
+    const size_t from = at / 4 * 3;
+    size_t n = at + chunk >= src->b64_len ? src->raw_len - from : chunk / 4 * 3;
+    if (n > cap)
+        n = cap;
+    memcpy(out, src->raw + from, n);
+    *got = n;
+    return 0;
+}
+
+/*
  * float32 b64: decodes 64 Ki characters (12288 floats) at a time straight
  * into dst and checks each chunk for NaN / infinity while it is in cache.
  * A bad character anywhere still wins over a non-finite value (400 before
@@ -454,7 +479,7 @@ static int fill_b64_f32(const mbx_tensor_src *src, float *dst, jpath *p, mbx_det
         size_t cap = bytes - at;
         if (!dst && cap > CHUNK_BYTES)
             cap = CHUNK_BYTES;
-        rc = mbx_base64_decode_part(src->b64 + done_chars, chunk, done_chars, u, cap, &got, &sub);
+        rc = text_chunk(src, done_chars, chunk, u, cap, &got, &sub);
         if (rc) {
             rc = b64_error(rc, &sub, p, detail);
             break;
@@ -502,8 +527,7 @@ static int fill_b64(const mbx_tensor_src *src, float *dst, jpath *p, mbx_detail 
         size_t got;
         if (chunk > CHARS)
             chunk = CHARS;
-        rc = mbx_base64_decode_part(src->b64 + done_chars, chunk, done_chars, buf, sizeof buf,
-                                    &got, &sub);
+        rc = text_chunk(src, done_chars, chunk, buf, sizeof buf, &got, &sub);
         if (rc)
             return b64_error(rc, &sub, p, detail);
         if (done_chars + chunk < src->b64_len && got != chunk / 4 * 3) {

@@ -28,6 +28,7 @@ typedef struct loss_job {
     mbx_result result;
     int result_allocated;
     int from_rows; /* dense b64 gradients, made from sparse rows as they are sent */
+    int in_place;  /* loc and conf are read where they were decoded in the body */
 } loss_job;
 
 /*
@@ -89,6 +90,19 @@ static int loss_parse(svc_split_job *sj, mbx_detail *d)
     /* Deferred b64 inputs are read from the body until the last image: freed in release. */
     if (!sj->deferred[0] && !sj->deferred[1])
         svc_request_free_body(req); /* the parsed request holds its own copy */
+    /*
+     * Both decoded as they arrived: the core reads them where they lie, as
+     * it reads binary tensors, and checks them itself (loss_check names a
+     * fault as the parse would).
+     */
+    const float *loc = mbx_request_input_in_place(j->parsed, MBX_REQUEST_INPUT_LOC);
+    const float *conf = mbx_request_input_in_place(j->parsed, MBX_REQUEST_INPUT_CONF);
+    if (loc && conf) {
+        j->parsed->batch.loc = loc;
+        j->parsed->batch.conf = conf;
+        sj->deferred[0] = sj->deferred[1] = 0;
+        j->in_place = 1;
+    }
     /* Sparse gradients come straight from the core's sparse units, and dense
      * b64 ones from the same rows: no dense arrays. */
     rc = mbx_result_alloc_ex(j->parsed, &j->result,
@@ -189,13 +203,20 @@ static int loss_load_fail(svc_split_job *sj, int input, int64_t image, int64_t i
     return mbx_request_input_fail(((loss_job *)sj)->parsed, input, d);
 }
 
-static const svc_split_ops loss_ops = {loss_parse, loss_render,    loss_release,
-                                       loss_load,  loss_load_fail, NULL};
-
-/* HTTP thread, after each stored chunk: the scan goes as far as the bytes in. */
-static void loss_progress(svc_request *r)
+/* The core found a NaN or infinity: the parse's error for it, loc before conf. */
+static int loss_check(svc_split_job *sj, int input, mbx_detail *d)
 {
-    mbx_body_scan_feed(r->hook_data, r->body + r->body_offset, r->body_len);
+    loss_job *j = (loss_job *)sj;
+    return j->in_place ? mbx_request_input_check(j->parsed, input, d) : 0;
+}
+
+static const svc_split_ops loss_ops = {loss_parse, loss_render,    loss_release, loss_load,
+                                       loss_load_fail, NULL,        loss_check};
+
+/* HTTP thread, each chunk: the scan stores it, decoding long b64 strings as they come. */
+static void loss_store(svc_request *r, const char *data, size_t n)
+{
+    mbx_body_scan_write(r->hook_data, r->body + r->body_offset, data, n);
 }
 
 /* HTTP thread: the connection ended before the handler ran (or an error answered it). */
@@ -208,13 +229,17 @@ static int loss_abandon(svc_request *r)
 void svc_loss_begin(svc_request *r)
 {
     mbx_body_scan *scan = mbx_body_scan_new();
-    if (scan)
-        svc_request_follow(r, loss_progress, loss_abandon, scan);
+    if (scan) {
+        svc_request_follow(r, NULL, loss_abandon, scan);
+        r->on_store = loss_store;
+    }
 }
 
 void svc_handle_loss(svc_request *req)
 {
     mbx_body_scan *scan = svc_request_unfollow(req);
+    if (scan && req->body)
+        mbx_body_scan_end(scan, req->body + req->body_offset);
     loss_job *j = calloc(1, sizeof *j);
     if (!j) {
         mbx_body_scan_free(scan);

@@ -243,6 +243,17 @@ static void reduce_tail(svc_job *job)
         return;
     if (rc == 0)
         rc = mbx_loss_reduce(j->loss, &d);
+    if (rc == MBX_E_NOT_FINITE && j->ops->check) {
+        for (int input = 0; input < 2; input++) {
+            mbx_detail parse_error = {0, ""};
+            const int code = j->ops->check(j, input, &parse_error);
+            if (code != 0) {
+                rc = code;
+                d = parse_error;
+                break;
+            }
+        }
+    }
     if (rc == 0 && j->sparse)
         rc = size_sparse(j, &d);
     if (rc != 0)

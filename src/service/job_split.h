@@ -65,6 +65,13 @@ typedef struct svc_split_ops {
      * per image.
      */
     void (*image_done)(svc_split_job *j, int64_t image);
+    /*
+     * Optional (NULL: none).  When reduce finds a NaN or infinity in the
+     * inputs: input's error as the job's parse would have reported it
+     * (inputs read in place, unchecked), or 0 when it has none; asked for
+     * loc, then conf, and the first error wins over the core's own.
+     */
+    int (*check)(svc_split_job *j, int input, mbx_detail *d);
 } svc_split_ops;
 
 /*

@@ -212,6 +212,7 @@ void svc_request_follow(svc_request *r, void (*on_progress)(svc_request *),
     r->hook_data = data;
     r->on_progress = on_progress;
     r->on_abandon = on_abandon;
+    r->on_store = NULL;
 }
 
 void *svc_request_unfollow(svc_request *r)
@@ -270,7 +271,10 @@ void svc_request_data(svc_request *r, const char *data, size_t n)
         r->body = p;
         r->body_cap = cap;
     }
-    memcpy(r->body + r->body_offset + r->body_len, data, n);
+    if (r->on_store)
+        r->on_store(r, data, n);
+    else
+        memcpy(r->body + r->body_offset + r->body_len, data, n);
     r->body_len += n;
     if (r->on_progress)
         r->on_progress(r);

@@ -60,8 +60,11 @@ typedef struct svc_request {
      * on_progress after each stored chunk; on_abandon when the connection
      * ends before the request has an answer queued, returning 1 when it
      * takes over freeing the request (a job still running), else 0.
+     * on_store, when set, stores each chunk (n bytes at body + body_offset +
+     * body_len, room made) instead of a plain copy.
      */
     void (*on_progress)(struct svc_request *req);
+    void (*on_store)(struct svc_request *req, const char *data, size_t n);
     int (*on_abandon)(struct svc_request *req);
     void *hook_data;
 } svc_request;

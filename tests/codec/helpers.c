@@ -462,3 +462,159 @@ void th_compare_expected(const json_t *response, const json_t *expected, const c
     if (json_object_get(response, "grad_conf"))
         compare_grad(response, expected, "grad_conf", label);
 }
+
+/* ------------------------------------------- /v1 bodies with b64 tensors */
+
+static json_t *to_b64_f32(const json_t *t, int rank)
+{
+    return th_to_b64(t, 4, rank);
+}
+
+/* Golden case name's request with every tensor as b64 float32, as compact text. */
+char *th_golden_b64_body(const char *name)
+{
+    char path[4096];
+    json_error_t err;
+    snprintf(path, sizeof path, "%s/cases/%s", th_env("MBX_GOLDEN_DIR"), name);
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root)
+        fail_msg("%s: %s", path, err.text);
+    json_t *req = json_deep_copy(json_object_get(root, "request"));
+    json_decref(root);
+    th_rewrite_tensors(req, to_b64_f32);
+    char *body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    return body;
+}
+
+/* Replaces the b64 text of key's tensor in req with text. */
+static void set_b64(json_t *req, const char *key, const char *text)
+{
+    json_object_set_new(json_object_get(req, key), "b64", json_string(text));
+}
+
+/* key's values (float32) from req's b64 text; *n gets their count. */
+static float *get_values(json_t *req, const char *key, size_t *n)
+{
+    const char *t = json_string_value(json_object_get(json_object_get(req, key), "b64"));
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(th_b64_decode(t, strlen(t), &bytes, &len), 0);
+    *n = len / 4;
+    return (float *)(void *)bytes;
+}
+
+static void put_values(json_t *req, const char *key, const float *v, size_t n)
+{
+    char *t = th_b64_encode((const unsigned char *)v, n * 4);
+    set_b64(req, key, t);
+    free(t);
+}
+
+enum fault_kind { NAN_AT, INF_AT, CHAR_AT, PAD_AT };
+typedef struct fault {
+    const char *key; /* "loc" or "conf" */
+    enum fault_kind kind;
+    double where;    /* fraction of the tensor's values (or characters) */
+} fault;
+
+static void apply(json_t *req, const fault *f)
+{
+    size_t n;
+    float *v = get_values(req, f->key, &n);
+    const size_t at = (size_t)(f->where * (double)(n - 1));
+    if (f->kind == NAN_AT || f->kind == INF_AT) {
+        v[at] = f->kind == NAN_AT ? NAN : -INFINITY;
+        put_values(req, f->key, v, n);
+    } else {
+        char *t = strdup(json_string_value(json_object_get(json_object_get(req, f->key), "b64")));
+        const size_t c = (size_t)(f->where * (double)(strlen(t) - 8));
+        t[c] = f->kind == CHAR_AT ? '*' : '=';
+        set_b64(req, f->key, t);
+        free(t);
+    }
+    free(v);
+}
+
+/*
+ * Writes the first character of key's b64 text as a \u00XX escape: the
+ * same JSON string, but one the scan leaves to jansson (so not deferred).
+ */
+static void escape_first_char(char **text, const char *key)
+{
+    char pattern[32];
+    snprintf(pattern, sizeof pattern, "\"%s\":{", key);
+    const char *obj = strstr(*text, pattern);
+    assert_non_null(obj);
+    const char *b64 = strstr(obj, "\"b64\":\"");
+    assert_non_null(b64);
+    const size_t at = (size_t)(b64 - *text) + 7, len = strlen(*text);
+    char *out = malloc(len + 6);
+    memcpy(out, *text, at);
+    snprintf(out + at, 7, "\\u%04x", (unsigned char)(*text)[at]);
+    memcpy(out + at + 6, *text + at + 1, len - at);
+    free(*text);
+    *text = out;
+}
+
+static const struct {
+    const char *what;
+    fault faults[3];
+    int bad_box;      /* a degenerate GT box in the last image too */
+    const char *read; /* this input's text escaped: jansson reads it, it is not deferred */
+} fault_cases[] = {
+    {"NaN in loc, image 1", {{"loc", NAN_AT, 0.7}}, 0, NULL},
+    {"infinity in conf, image 0", {{"conf", INF_AT, 0.1}}, 0, NULL},
+    {"bad char in conf, image 1", {{"conf", CHAR_AT, 0.9}}, 0, NULL},
+    {"'=' inside loc", {{"loc", PAD_AT, 0.3}}, 0, NULL},
+    {"NaN in loc image 0, bad char in loc image 1",
+     {{"loc", NAN_AT, 0.2}, {"loc", CHAR_AT, 0.8}},
+     0, NULL},
+    {"NaN in conf image 0, bad char in conf image 1",
+     {{"conf", NAN_AT, 0.05}, {"conf", CHAR_AT, 0.95}},
+     0, NULL},
+    {"NaN in conf, bad char in loc", {{"conf", NAN_AT, 0.1}, {"loc", CHAR_AT, 0.9}}, 0, NULL},
+    {"two NaN in loc", {{"loc", NAN_AT, 0.9}, {"loc", NAN_AT, 0.4}}, 0, NULL},
+    {"NaN in conf and a degenerate box", {{"conf", NAN_AT, 0.6}}, 1, NULL},
+    {"bad char in loc and a degenerate box", {{"loc", CHAR_AT, 0.6}}, 1, NULL},
+    {"only a degenerate box", {{NULL, NAN_AT, 0}}, 1, NULL},
+    /* One input deferred, the other read whole by the parse (found by the fuzzer). */
+    {"bad char in loc, bad char in conf read whole",
+     {{"loc", CHAR_AT, 0.8}, {"conf", CHAR_AT, 0.2}},
+     0,
+     "conf"},
+    {"NaN in loc, NaN in conf read whole", {{"loc", NAN_AT, 0.8}, {"conf", NAN_AT, 0.2}}, 0,
+     "conf"},
+    {"bad char in loc read whole, bad char in conf",
+     {{"loc", CHAR_AT, 0.8}, {"conf", CHAR_AT, 0.2}},
+     0,
+     "loc"},
+    {"only NaN in conf read whole", {{"conf", NAN_AT, 0.5}}, 0, "conf"},
+};
+
+char *th_fault_body(size_t k, const char **what)
+{
+    if (k >= sizeof fault_cases / sizeof fault_cases[0])
+        return NULL;
+    char *body = th_golden_b64_body("ssd300_voc_b2.json");
+    json_error_t err;
+    json_t *req = json_loads(body, 0, &err);
+    free(body);
+    if (!req)
+        fail_msg("golden body: %s", err.text);
+    for (int f = 0; f < 3 && fault_cases[k].faults[f].key; f++)
+        apply(req, &fault_cases[k].faults[f]);
+    if (fault_cases[k].bad_box) {
+        json_t *targets = json_object_get(req, "targets");
+        json_t *t = json_array_get(targets, json_array_size(targets) - 1);
+        json_object_set_new(t, "boxes", json_pack("[[f,f,f,f]]", 0.5, 0.5, 0.4, 0.7));
+        json_object_set_new(t, "labels", json_pack("[i]", 1));
+        json_object_del(t, "difficult");
+    }
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (fault_cases[k].read)
+        escape_first_char(&text, fault_cases[k].read);
+    *what = fault_cases[k].what;
+    return text;
+}

@@ -52,6 +52,17 @@ int th_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out_le
 /* The test's own base64 encoder; malloc'ed, NUL-terminated. */
 char *th_b64_encode(const unsigned char *in, size_t n);
 
+/* Golden case name's request with every tensor as b64 float32, as compact text (malloc'ed). */
+char *th_golden_b64_body(const char *name);
+/*
+ * Body k (malloc'ed; NULL past the last) of the faulty /v1 requests, made
+ * from golden ssd300_voc_b2 in b64: NaN, infinity, bad characters and
+ * misplaced '=' in loc and conf, alone and together, with a degenerate GT
+ * box, and with one input's text escaped (so jansson reads it whole);
+ * *what describes it.  Every one fails the plain parse.
+ */
+char *th_fault_body(size_t k, const char **what);
+
 /*
  * Compares a rendered response against a golden "expected": losses within
  * relative 1e-5, counts and matches exactly, per_image when present,

@@ -416,16 +416,16 @@ static void test_lift(void **state)
     assert_non_null(j);
     const char *t = json_string_value(json_object_get(j, "d"));
     size_t tl = json_string_length(json_object_get(j, "d"));
-    assert_int_equal(mbx_lift_resolve(&l, &t, &tl), 1);
+    assert_ptr_equal(mbx_lift_resolve(&l, &t, &tl), &l.items[1]);
     assert_ptr_equal(t, body + l.items[1].start);
     assert_int_equal(tl, 300);
     t = json_string_value(json_object_get(j, "f"));
     tl = 5;
-    assert_int_equal(mbx_lift_resolve(&l, &t, &tl), 0);
-    assert_int_equal(mbx_lift_resolve(NULL, &t, &tl), 0);
+    assert_null(mbx_lift_resolve(&l, &t, &tl));
+    assert_null(mbx_lift_resolve(NULL, &t, &tl));
     const char *bad = "\x1b" "mbx#2"; /* no such item */
     tl = 6;
-    assert_int_equal(mbx_lift_resolve(&l, &bad, &tl), 0);
+    assert_null(mbx_lift_resolve(&l, &bad, &tl));
     json_decref(j);
 
     /* stream positions map back to the body */

@@ -7,12 +7,14 @@
  * rendered JSON must parse back.  The error body of a failure must be
  * valid JSON too (its message quotes bytes of the input).
  *
- * Two differential checks on the server's split path: the parse with
+ * Differential checks on the server's split path: the parse with
  * MBX_REQUEST_DEFER_INPUTS, its loads image by image (in reverse order, as
  * racing units may) and mbx_request_input_fail must give exactly the plain
  * parse's outcome (the same code and message, or the same values bit for
- * bit); and a dense b64 answer rendered around its gradients, their texts
- * written from the non-zero rows a window at a time, must splice into
+ * bit); so must the body stored by mbx_body_scan_write in chunks (long b64
+ * strings decoded as they arrive, then used in place and checked as the
+ * core would); and a dense b64 answer rendered around its gradients, their
+ * texts written from the non-zero rows a window at a time, must splice into
  * exactly the whole render.
  */
 #include "fuzz.h"
@@ -40,17 +42,25 @@ static int small_enough(const mbx_request *req)
     return 1;
 }
 
-/*
- * The deferred parse of data against the plain one (plain: its request,
- * or NULL after failure rc_plain with detail want).
- */
-static void check_deferred(const uint8_t *data, size_t size, const mbx_request *plain,
-                           int rc_plain, const mbx_detail *want)
+/* The first NaN or infinity in v[0..n), or -1. */
+static int64_t first_bad(const float *v, int64_t n)
 {
-    mbx_request *req = NULL;
-    mbx_detail d = {0, ""};
-    int rc = mbx_request_parse_json_ex((const char *)data, size, MBX_REQUEST_DEFER_INPUTS, &req,
-                                       &d);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return i;
+    return -1;
+}
+
+/*
+ * A split job's outcome for req (parsed with MBX_REQUEST_DEFER_INPUTS into
+ * rc, d) against the plain parse (plain: its request, or NULL after failure
+ * rc_plain with detail want): deferred inputs widened image by image, and
+ * inputs used in place checked as the core would, their faults named by
+ * mbx_request_input_check (loc before conf).  Frees req.
+ */
+static void check_outcome(const char *how, mbx_request *req, int rc, mbx_detail *d,
+                          const mbx_request *plain, int rc_plain, const mbx_detail *want)
+{
     float *buf = NULL;
     if (rc == 0) {
         const mbx_batch *b = &req->batch;
@@ -60,38 +70,90 @@ static void check_deferred(const uint8_t *data, size_t size, const mbx_request *
             buf = malloc((size_t)(A * (C > 4 ? C : 4)) * sizeof *buf + 1);
             FUZZ_CHECK(buf != NULL, "out of memory");
         }
+        const float *in_place[2] = {mbx_request_input_in_place(req, 0),
+                                    mbx_request_input_in_place(req, 1)};
+        if (!in_place[0] || !in_place[1]) /* the server reads in place both or neither */
+            in_place[0] = in_place[1] = NULL;
+        int bad_in_place = 0;
         for (int input = 0; buf && input < 2 && rc == 0; input++) {
             if (!mbx_request_deferred(req, input))
                 continue;
             const int64_t w = input == 0 ? 4 : C;
             for (int64_t i = b->batch - 1; i >= 0; i--) {
-                if (mbx_request_load_input(req, input, i, NULL, 0, buf) >= 0) {
-                    rc = mbx_request_input_fail(req, input, &d);
+                const float *v = buf;
+                if (in_place[input]) {
+                    v = in_place[input] + i * A * w;
+                    bad_in_place |= first_bad(v, A * w) >= 0;
+                } else if (mbx_request_load_input(req, input, i, NULL, 0, buf) >= 0) {
+                    rc = mbx_request_input_fail(req, input, d);
                     break;
                 }
                 if (plain) {
-                    const float *v =
+                    const float *want_v =
                         (input == 0 ? plain->batch.loc : plain->batch.conf) + i * A * w;
-                    FUZZ_CHECK(memcmp(buf, v, (size_t)(A * w) * sizeof *buf) == 0,
-                               "deferred input %d image %lld differs from the plain parse", input,
-                               (long long)i);
+                    FUZZ_CHECK(memcmp(v, want_v, (size_t)(A * w) * sizeof *v) == 0,
+                               "%s: input %d image %lld differs from the plain parse", how,
+                               input, (long long)i);
                 }
             }
         }
+        /* The core finds a fault in inputs used in place: the parse's error for it. */
+        for (int input = 0; rc == 0 && bad_in_place && input < 2; input++)
+            if (in_place[input])
+                rc = mbx_request_input_check(req, input, d);
     }
     if (rc == 0 && !buf && req && plain == NULL) {
         /* Too big to widen here: the plain parse failing is then not checked. */
         mbx_request_free(req);
         return;
     }
-    fuzz_note("deferred: %s: %s", mbx_error_name(rc), d.message);
-    FUZZ_CHECK(rc == rc_plain, "deferred parse %s, plain %s (%s / %s)", mbx_error_name(rc),
-               mbx_error_name(rc_plain), d.message, want->message);
+    fuzz_note("%s: %s: %s", how, mbx_error_name(rc), d->message);
+    FUZZ_CHECK(rc == rc_plain, "%s parse %s, plain %s (%s / %s)", how, mbx_error_name(rc),
+               mbx_error_name(rc_plain), d->message, want->message);
     if (rc != 0)
-        FUZZ_CHECK(strcmp(d.message, want->message) == 0, "messages differ: \"%s\" / \"%s\"",
-                   d.message, want->message);
+        FUZZ_CHECK(strcmp(d->message, want->message) == 0, "%s: messages differ: \"%s\" / \"%s\"",
+                   how, d->message, want->message);
     free(buf);
     mbx_request_free(req);
+}
+
+/* The deferred parse of data against the plain one. */
+static void check_deferred(const uint8_t *data, size_t size, const mbx_request *plain,
+                           int rc_plain, const mbx_detail *want)
+{
+    mbx_request *req = NULL;
+    mbx_detail d = {0, ""};
+    int rc = mbx_request_parse_json_ex((const char *)data, size, MBX_REQUEST_DEFER_INPUTS, &req,
+                                       &d);
+    check_outcome("deferred", req, rc, &d, plain, rc_plain, want);
+}
+
+/*
+ * data stored by a scan that decodes long b64 strings as they arrive, in
+ * chunks of sizes taken from the data itself, then parsed as the server
+ * does, against the plain parse.
+ */
+static void check_written(const uint8_t *data, size_t size, const mbx_request *plain,
+                          int rc_plain, const mbx_detail *want)
+{
+    char *body = malloc(size + 1);
+    mbx_body_scan *scan = mbx_body_scan_new();
+    FUZZ_CHECK(body && scan, "out of memory");
+    size_t at = 0;
+    for (size_t k = 0; at < size; k++) {
+        size_t n = 1 + (size_t)data[(k * 7919) % size] * (1 + k % 5);
+        if (n > size - at)
+            n = size - at;
+        mbx_body_scan_write(scan, body, (const char *)data + at, n);
+        at += n;
+    }
+    mbx_body_scan_end(scan, body);
+    mbx_request *req = NULL;
+    mbx_detail d = {0, ""};
+    int rc = mbx_request_parse_json_scanned(body, size, MBX_REQUEST_DEFER_INPUTS, scan, &req, &d);
+    mbx_body_scan_free(scan);
+    check_outcome("written", req, rc, &d, plain, rc_plain, want);
+    free(body);
 }
 
 /* The non-zero rows of a dense [rows][w] array, as the server's sparse units give them. */
@@ -170,9 +232,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_json(out, len, "error body");
         free(out);
         check_deferred(data, size, NULL, rc, &d);
+        check_written(data, size, NULL, rc, &d);
         return 0;
     }
     check_deferred(data, size, req, 0, &d);
+    check_written(data, size, req, 0, &d);
     FUZZ_CHECK(req != NULL, "success without a request");
     fuzz_note("parse: ok, B=%lld A=%lld C=%lld max_boxes=%lld", (long long)req->batch.batch,
               (long long)req->batch.num_anchors, (long long)req->batch.num_classes,

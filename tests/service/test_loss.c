@@ -268,6 +268,12 @@ static void test_not_finite(void **state)
     put_b64_tensor(req, "loc", -1, 0.0f, 10);
     expect_error(req, 400, "bad_base64", "loc.b64: invalid character '*'");
     json_decref(req);
+    /* NaN in loc and in conf: loc is named first, wherever the core meets them (read in place) */
+    req = tiny(FORM_FLAT);
+    put_b64_tensor(req, "conf", 3, NAN, -1);
+    put_b64_tensor(req, "loc", 17, NAN, -1);
+    expect_error(req, 422, "not_finite", "loc.b64: element [0][4][1] is NaN or infinite");
+    json_decref(req);
 }
 
 static void test_bad_config(void **state)
