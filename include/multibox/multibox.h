@@ -299,6 +299,16 @@ MBX_API int mbx_loss_finish(mbx_loss *loss, mbx_detail *detail);
 typedef struct mbx_image_input {
     const float *loc;  /* [A][4] */
     const float *conf; /* [A][C] */
+    /*
+     * Optional (NULL: none), for sparse gradients without a dense grad_conf:
+     * the image's own [A][C] store, kept by the caller from the image's match
+     * unit to its gradient unit.  Match, which has the image's conf rows in
+     * cache, writes there the counted rows' conf gradients before the 1/N
+     * (rows packed in anchor order, at most A of them; the rest is not
+     * touched), and grad scales them instead of computing them again from
+     * conf, which it then does not read.  Values are the same bits.
+     */
+    float *conf_rows;
 } mbx_image_input;
 
 /*

@@ -240,7 +240,8 @@ static int64_t collect_counted(const uint8_t *role, int64_t A, int32_t *rows)
  * 1/N that grad applies (N needs every image).  The loc rows of positives
  * are left to grad.
  */
-static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *conf)
+static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *conf,
+                        float *conf_rows)
 {
     const mbx_result *res = ctx->result;
     const mbx_config *cfg = &ctx->cfg;
@@ -270,7 +271,9 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const floa
         const int64_t target =
             role[a] == MBX_ROLE_POSITIVE ? t->labels[match[a]] : cfg->background_label;
         const float *z = conf + a * C;
-        float *grow = res->grad_conf ? res->grad_conf + (image * A + a) * C : NULL;
+        float *grow = res->grad_conf ? res->grad_conf + (image * A + a) * C
+                      : conf_rows    ? conf_rows + i * C
+                                     : NULL;
         double lc = ctx->kern.row(&ctx->kp, z, target, 1.0f, grow);
         if (ctx->exact_rows)
             lc = mbx_row_loss_exact(&ctx->kp, z, target);
@@ -289,7 +292,7 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const floa
  * image's slices of the state and the result, and the slot's scratch.
  */
 void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
-                     const float *conf)
+                     const float *conf, float *conf_rows)
 {
     const mbx_batch *b = &ctx->batch;
     const mbx_config *cfg = &ctx->cfg;
@@ -381,7 +384,7 @@ void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *
                 role[a] = MBX_ROLE_NEGATIVE;
     st->num_positives = P;
     st->num_negatives = k;
-    write_known(ctx, image, slot, conf);
+    write_known(ctx, image, slot, conf, conf_rows);
 }
 
 /* float of a finite double, saturated at the largest finite float. */
@@ -405,7 +408,7 @@ static float to_float_sat(double x)
  * Touches only that image's slices, sp's arrays and the slot's scratch.
  */
 void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
-                    const float *conf, const mbx_sparse_grad *sp)
+                    const float *conf, const float *conf_rows, const mbx_sparse_grad *sp)
 {
     const mbx_batch *b = &ctx->batch;
     const mbx_config *cfg = &ctx->cfg;
@@ -431,8 +434,14 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *l
     for (int64_t i = 0; i < n; i++) {
         if (i + PREFETCH_AHEAD < n) {
             const int64_t ahead = rows[i + PREFETCH_AHEAD];
-            if (gc)
+            if (gc) {
                 prefetch_row(gc + ahead * C, C);
+            } else if (cval && !conf_rows) { /* computed here, from conf long out of the caches */
+                const float *z = conf + ahead * C;
+                for (int64_t off = 0; off < C; off += 16)
+                    __builtin_prefetch(z + off);
+                __builtin_prefetch(z + C - 1);
+            }
             __builtin_prefetch(loc + 4 * ahead);
         }
         const int64_t a = rows[i];
@@ -444,6 +453,11 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *l
                 g[c] *= cscale;
             if (cval)
                 memcpy(cval + i * C, g, (size_t)C * sizeof *g);
+        } else if (cval && conf_rows) { /* match wrote it, unscaled */
+            float *g = cval + i * C;
+            const float *u = conf_rows + i * C;
+            for (int64_t c = 0; c < C; c++)
+                g[c] = u[c] * cscale;
         } else if (cval) {
             float *g = cval + i * C;
             const int64_t target =

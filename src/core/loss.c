@@ -422,14 +422,15 @@ void mbx_loss_match_image(mbx_loss *ctx, int64_t image, int slot)
         return;
     }
     mbx_image_match(ctx, image, &ctx->slots[slot], b->loc + image * b->num_anchors * 4,
-                    b->conf + image * b->num_anchors * b->num_classes);
+                    b->conf + image * b->num_anchors * b->num_classes, NULL);
 }
 
 int mbx_loss_match_image_input(mbx_loss *ctx, int64_t image, int slot, const mbx_image_input *in)
 {
     if (!unit_ok(ctx, MBX_PHASE_MATCH, image, slot) || !in || !in->loc || !in->conf)
         return MBX_E_INVALID_ARGUMENT;
-    mbx_image_match(ctx, image, &ctx->slots[slot], in->loc, in->conf);
+    mbx_image_match(ctx, image, &ctx->slots[slot], in->loc, in->conf,
+                    ctx->result->grad_conf ? NULL : in->conf_rows);
     return 0;
 }
 
@@ -552,10 +553,11 @@ int mbx_loss_grad_image_sparse(mbx_loss *ctx, int64_t image, int slot, const mbx
     const int64_t A = b->num_anchors, C = b->num_classes;
     const float *loc = in ? in->loc : b->loc ? b->loc + image * A * 4 : NULL;
     const float *conf = in ? in->conf : b->conf ? b->conf + image * A * C : NULL;
-    const int need_conf = out && out->conf_values && !ctx->result->grad_conf;
+    const float *stored = in && !ctx->result->grad_conf ? in->conf_rows : NULL;
+    const int need_conf = out && out->conf_values && !ctx->result->grad_conf && !stored;
     if (!loc || (need_conf && !conf))
         return MBX_E_INVALID_ARGUMENT;
-    mbx_image_grad(ctx, image, &ctx->slots[slot], loc, conf, out);
+    mbx_image_grad(ctx, image, &ctx->slots[slot], loc, conf, stored, out);
     return 0;
 }
 

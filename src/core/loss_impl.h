@@ -103,12 +103,14 @@ const char *mbx_loss_test_kernel_name(const mbx_loss *loss);
  * The per-image units (image.c).  loc [A][4] and conf [A][C] are the
  * image's inputs (the batch's slices or the caller's per-image ones); grad
  * reads loc only at positives and conf only at counted rows, and only when
- * sp asks for conf values the dense array does not hold.  sp may be NULL.
+ * sp asks for conf values the dense array does not hold and conf_rows (the
+ * image's store of them, see mbx_image_input; may be NULL) does not hold
+ * them either.  sp may be NULL.
  */
 void mbx_image_match(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
-                     const float *conf);
+                     const float *conf, float *conf_rows);
 void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *loc,
-                    const float *conf, const mbx_sparse_grad *sp);
+                    const float *conf, const float *conf_rows, const mbx_sparse_grad *sp);
 
 /* Anchor a of the current batch as xyxy double. */
 static inline void mbx_anchor_box(const mbx_loss *ctx, int64_t a, double box[4])

@@ -48,6 +48,8 @@ static void release(svc_split_job *j)
     free(j->row_scratch);
     free(j->bad);
     free(j->sp);
+    free(j->conf_store);
+    j->conf_store = NULL;
     j->scratch = NULL;
     j->row_scratch = NULL;
     j->bad = NULL;
@@ -79,6 +81,16 @@ static int alloc_phase_buffers(svc_split_job *j, mbx_detail *d)
             j->bad[i] = -1;
     }
     if (j->sparse && !(j->sp = calloc((size_t)j->images, sizeof *j->sp)))
+        return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
+    /*
+     * Sparse conf rows without a dense array: match, with the image's conf
+     * in cache, keeps each image's counted rows in its slice of a store
+     * that grad scales, instead of grad reading conf again (long evicted)
+     * to compute them.  Only the rows written are touched: a few percent of
+     * the pages, never zeroed.
+     */
+    if (j->sparse && !j->result->grad_conf &&
+        !(j->conf_store = malloc((size_t)(j->images * A * C) * sizeof(float) + 1)))
         return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
     return 0;
 }
@@ -148,6 +160,7 @@ static mbx_image_input unit_input(const svc_split_job *j, int64_t i, int unit)
     mbx_image_input in;
     in.loc = j->deferred[0] ? buf : j->batch->loc + i * A * 4;
     in.conf = j->deferred[1] ? buf + A * 4 : j->batch->conf + i * A * C;
+    in.conf_rows = j->conf_store ? j->conf_store + i * A * C : NULL;
     return in;
 }
 
@@ -171,8 +184,13 @@ static void match_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
     for (int64_t i; (i = take_image(j, images_in(j))) >= 0;) {
-        if (!any_deferred(j)) {
+        if (!any_deferred(j) && !j->conf_store) {
             mbx_loss_match_image(j->loss, i, unit); /* errors are reduce's to report */
+            continue;
+        }
+        if (!any_deferred(j)) {
+            mbx_image_input in = unit_input(j, i, unit);
+            unit_result(j, mbx_loss_match_image_input(j->loss, i, unit, &in));
             continue;
         }
         /* Widen this image only; loc first, as a whole-tensor check would. */
@@ -281,7 +299,7 @@ static void grad_image_deferred(svc_split_job *j, int64_t i, int unit, const mbx
     int32_t *rows = j->row_scratch + (size_t)unit * 2 * (size_t)A;
     int64_t P = 0, K = 0;
     unit_result(j, mbx_loss_sparse_counts(j->loss, i, &P, &K));
-    const int conf_rows = j->deferred[1] && sp && !j->result->grad_conf;
+    const int conf_rows = j->deferred[1] && sp && !j->result->grad_conf && !j->conf_store;
     mbx_sparse_grad r = {i * A, j->deferred[0] ? rows : NULL, NULL, conf_rows ? rows + A : NULL,
                          NULL};
     unit_result(j, mbx_loss_sparse_rows(j->loss, i, &r));
@@ -297,10 +315,14 @@ static void grad_unit(svc_job *job, int unit)
     svc_split_job *j = (svc_split_job *)job;
     for (int64_t i; (i = take_image(j, j->images)) >= 0;) {
         const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
-        if (any_deferred(j))
+        if (any_deferred(j)) {
             grad_image_deferred(j, i, unit, sp);
-        else
+        } else if (j->conf_store) {
+            mbx_image_input in = unit_input(j, i, unit);
+            unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp));
+        } else {
             unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp));
+        }
         if (j->ops->image_done)
             j->ops->image_done(j, i);
     }

@@ -111,6 +111,7 @@ struct svc_split_job {
     int32_t *row_scratch;    /* per unit: 2 * A rows (phase 2 with deferred inputs) */
     int64_t *bad;            /* [2][B]: first bad value of each image's deferred inputs, or -1 */
     mbx_sparse_grad *sp;     /* [B] each image's slice of out */
+    float *conf_store;       /* [B][A][C] (sparse, no dense grad_conf): conf rows from match */
     atomic_int unit_error;   /* first error a work unit returned (0: none); cannot happen */
     /*
      * The next image a unit of the running phase takes: images go to whichever

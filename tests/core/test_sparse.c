@@ -29,7 +29,7 @@
 #include "alloc.h"
 #include "testutil.h"
 
-enum { OUT_DENSE = 1, OUT_SPARSE = 2 };
+enum { OUT_DENSE = 1, OUT_SPARSE = 2, OUT_STORE = 4 /* sparse, conf rows kept from match */ };
 
 /* What one run writes: a result (arrays as asked) and, with OUT_SPARSE, per-image rows. */
 typedef struct sparse_run {
@@ -37,6 +37,7 @@ typedef struct sparse_run {
     int64_t B, A, C;
     int64_t *nloc, *nconf;         /* [B] */
     mbx_sparse_grad *sp;           /* [B] */
+    float *store;                  /* [B][A][C] with OUT_STORE: each image's conf_rows */
 } sparse_run;
 
 typedef struct unit_plan {
@@ -61,11 +62,17 @@ static void *unit_worker(void *p)
     for (int64_t k = 0; k < u->count && u->rc == 0; k++) {
         const int64_t i = u->order[k];
         const float *bl = u->b->loc + i * A * 4, *bc = u->b->conf + i * A * C;
-        mbx_image_input in = {loc, conf};
+        float *store = u->run->store ? u->run->store + i * A * C : NULL;
+        mbx_image_input in = {loc, conf, store};
+        const mbx_image_input batch_in = {bl, bc, store};
         const mbx_sparse_grad *sp = u->outputs & OUT_SPARSE ? &u->run->sp[i] : NULL;
         if (u->phase == 0) {
-            if (!u->use_input) {
+            if (!u->use_input && !store) {
                 mbx_loss_match_image(u->loss, i, u->slot);
+                continue;
+            }
+            if (!u->use_input) {
+                u->rc = mbx_loss_match_image_input(u->loss, i, u->slot, &batch_in);
                 continue;
             }
             memcpy(loc, bl, (size_t)(A * 4) * sizeof *loc);
@@ -74,7 +81,7 @@ static void *unit_worker(void *p)
             continue;
         }
         if (!u->use_input) {
-            u->rc = mbx_loss_grad_image_sparse(u->loss, i, u->slot, NULL, sp);
+            u->rc = mbx_loss_grad_image_sparse(u->loss, i, u->slot, store ? &batch_in : NULL, sp);
             continue;
         }
         /* Only the rows the unit may read hold values; NaN elsewhere would show. */
@@ -88,7 +95,7 @@ static void *unit_worker(void *p)
             u->rc = mbx_loss_sparse_rows(u->loss, i, &rows);
         for (int64_t j = 0; j < P; j++)
             memcpy(loc + 4 * lr[j], bl + 4 * lr[j], 4 * sizeof *loc);
-        for (int64_t j = 0; j < K; j++)
+        for (int64_t j = 0; j < K && !store; j++) /* with a store, conf is not read */
             memcpy(conf + C * cr[j], bc + C * cr[j], (size_t)C * sizeof *conf);
         if (u->rc == 0)
             u->rc = mbx_loss_grad_image_sparse(u->loss, i, u->slot, &in, sp);
@@ -140,6 +147,11 @@ static void run_alloc(sparse_run *run, const mbx_batch *b, int outputs)
         memset(run->r.grad_loc, 0x7f, BA * 4 * sizeof(float));
         memset(run->r.grad_conf, 0x7f, BA * (size_t)run->C * sizeof(float));
     }
+    if (outputs & OUT_STORE) { /* NaN: a row grad reads but match did not write would show */
+        run->store = malloc(BA * (size_t)run->C * sizeof(float));
+        for (size_t k = 0; k < BA * (size_t)run->C; k++)
+            run->store[k] = NAN;
+    }
     run->nloc = calloc((size_t)run->B, sizeof(int64_t));
     run->nconf = calloc((size_t)run->B, sizeof(int64_t));
     run->sp = calloc((size_t)run->B, sizeof *run->sp);
@@ -175,6 +187,7 @@ static void run_free(sparse_run *run)
     free(run->r.roles);
     free(run->r.grad_loc);
     free(run->r.grad_conf);
+    free(run->store);
 }
 
 static void run_split(mbx_loss *l, const mbx_batch *b, sparse_run *run, int mode, rng *r,
@@ -305,8 +318,10 @@ static void test_sparse_equals_dense(void **state)
         /*
          * Each way the service runs a split, in this order: sparse only with
          * per-image inputs (the FP16 + sparse path), sparse only with the
-         * batch's inputs, dense and sparse together (inputs alternating with
-         * the mode), dense with per-image inputs (the normal path bit for bit).
+         * batch's inputs, both again with the conf rows kept from match in a
+         * store (what the service does), dense and sparse together (inputs
+         * alternating with the mode), dense with per-image inputs (the
+         * normal path bit for bit).
          */
         static const struct {
             const char *name;
@@ -314,6 +329,8 @@ static void test_sparse_equals_dense(void **state)
             int outputs;
         } kinds[] = {{"sparse+input", 1, OUT_SPARSE},
                      {"sparse", 0, OUT_SPARSE},
+                     {"sparse+store", 0, OUT_SPARSE | OUT_STORE},
+                     {"sparse+input+store", 1, OUT_SPARSE | OUT_STORE},
                      {"dense+sparse", -1, OUT_DENSE | OUT_SPARSE},
                      {"dense+input", 1, OUT_DENSE}};
         for (int mode = 0; mode < 5; mode++) {
@@ -372,7 +389,7 @@ static void test_sparse_allocates_nothing(void **state)
     mbx_core_set_allocator(refusing_malloc, free);
     assert_int_equal(mbx_loss_begin(l, &bb, &run.r, &d), 0);
     for (int64_t i = 0; i < tb.b.batch; i++) {
-        mbx_image_input in = {tb.b.loc + i * A * 4, tb.b.conf + i * A * C};
+        mbx_image_input in = {tb.b.loc + i * A * 4, tb.b.conf + i * A * C, NULL};
         assert_int_equal(mbx_loss_match_image_input(l, i, 0, &in), 0);
     }
     assert_int_equal(mbx_loss_reduce(l, &d), 0);
@@ -380,7 +397,7 @@ static void test_sparse_allocates_nothing(void **state)
     run_size_sparse(&run, l); /* the caller's allocations, outside the hook */
     mbx_core_set_allocator(refusing_malloc, free);
     for (int64_t i = 0; i < tb.b.batch; i++) {
-        mbx_image_input in = {tb.b.loc + i * A * 4, tb.b.conf + i * A * C};
+        mbx_image_input in = {tb.b.loc + i * A * 4, tb.b.conf + i * A * C, NULL};
         assert_int_equal(mbx_loss_sparse_rows(l, i, &run.sp[i]), 0);
         assert_int_equal(mbx_loss_grad_image_sparse(l, i, 0, &in, &run.sp[i]), 0);
     }
@@ -425,7 +442,7 @@ static void test_sparse_errors(void **state)
         memcpy(conf, tb.b.conf + i * A * C, (size_t)(A * C) * sizeof *conf);
         if (i == 2)
             conf[7 * C + 3] = NAN;
-        mbx_image_input in = {tb.b.loc + i * A * 4, conf};
+        mbx_image_input in = {tb.b.loc + i * A * 4, conf, NULL};
         assert_int_equal(mbx_loss_match_image_input(l, i, (int)(i % 2), &in), 0);
     }
     assert_int_equal(mbx_loss_reduce(l, &d), MBX_E_NOT_FINITE);
@@ -434,15 +451,15 @@ static void test_sparse_errors(void **state)
 
     /* A plain unit on a batch without inputs: reduce says so. */
     assert_int_equal(mbx_loss_begin(l, &bb, &res, &d), 0);
-    mbx_image_input in0 = {tb.b.loc, tb.b.conf};
-    mbx_image_input no_conf = {tb.b.loc, NULL};
+    mbx_image_input in0 = {tb.b.loc, tb.b.conf, NULL};
+    mbx_image_input no_conf = {tb.b.loc, NULL, NULL};
     assert_int_equal(mbx_loss_match_image_input(l, 0, 0, &no_conf), MBX_E_INVALID_ARGUMENT);
     assert_int_equal(mbx_loss_match_image_input(l, 0, 2, &in0), MBX_E_INVALID_ARGUMENT);
     assert_int_equal(mbx_loss_match_image_input(l, 3, 0, &in0), MBX_E_INVALID_ARGUMENT);
     assert_int_equal(mbx_loss_match_image_input(l, 0, 0, NULL), MBX_E_INVALID_ARGUMENT);
     assert_int_equal(mbx_loss_match_image_input(l, 0, 0, &in0), 0);
     mbx_loss_match_image(l, 1, 0);
-    mbx_image_input in2 = {tb.b.loc + 2 * A * 4, tb.b.conf + 2 * A * C};
+    mbx_image_input in2 = {tb.b.loc + 2 * A * 4, tb.b.conf + 2 * A * C, NULL};
     assert_int_equal(mbx_loss_match_image_input(l, 2, 1, &in2), 0);
     assert_int_equal(mbx_loss_reduce(l, &d), MBX_E_INVALID_ARGUMENT);
     assert_string_equal(d.message,
@@ -452,7 +469,7 @@ static void test_sparse_errors(void **state)
     /* Grad-phase misuse. */
     assert_int_equal(mbx_loss_begin(l, &bb, &res, &d), 0);
     for (int64_t i = 0; i < 3; i++) {
-        mbx_image_input in = {tb.b.loc + i * A * 4, tb.b.conf + i * A * C};
+        mbx_image_input in = {tb.b.loc + i * A * 4, tb.b.conf + i * A * C, NULL};
         assert_int_equal(mbx_loss_match_image_input(l, i, 0, &in), 0);
     }
     mbx_sparse_grad none = {0};
@@ -471,7 +488,7 @@ static void test_sparse_errors(void **state)
     far.row_base = -1;
     assert_int_equal(mbx_loss_sparse_rows(l, 0, &far), MBX_E_INVALID_ARGUMENT);
     mbx_sparse_grad cv = {0, NULL, NULL, rows, vals};
-    mbx_image_input loc_only = {tb.b.loc, NULL};
+    mbx_image_input loc_only = {tb.b.loc, NULL, NULL};
     /* conf values wanted and no dense array: the conf input is needed. */
     assert_int_equal(mbx_loss_grad_image_sparse(l, 0, 0, &loc_only, &cv), MBX_E_INVALID_ARGUMENT);
     assert_int_equal(mbx_loss_grad_image_sparse(l, 0, 0, NULL, &cv), MBX_E_INVALID_ARGUMENT);
@@ -480,7 +497,7 @@ static void test_sparse_errors(void **state)
     mbx_sparse_grad lv = {0, rows, vals, NULL, NULL};
     assert_int_equal(mbx_loss_grad_image_sparse(l, 0, 0, &loc_only, &lv), 0);
     assert_int_equal(mbx_loss_grad_image_sparse(l, 1, 0, &in0, &cv), 0);
-    mbx_image_input in1 = {tb.b.loc + A * 4, tb.b.conf + A * C};
+    mbx_image_input in1 = {tb.b.loc + A * 4, tb.b.conf + A * C, NULL};
     assert_int_equal(mbx_loss_grad_image_sparse(l, 1, 0, &in1, NULL), 0);
     assert_int_equal(mbx_loss_grad_image_sparse(l, 2, 0, &in2, NULL), 0);
     assert_int_equal(mbx_loss_finish(l, &d), 0);
