@@ -248,6 +248,19 @@ size_t mbx_base64_decode_groups(const char *in, size_t n, void *out)
         dst += i / 4 * 3;
     }
 #endif
+    /* Two groups a step, then one: each stops before a group with a bad character. */
+    for (; i + 8 <= n; i += 8) {
+        uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
+                     dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
+        uint32_t w = dec0[(unsigned char)in[i + 4]] | dec1[(unsigned char)in[i + 5]] |
+                     dec2[(unsigned char)in[i + 6]] | dec3[(unsigned char)in[i + 7]];
+        if ((v | w) & 0x80000000u)
+            break;
+        uint64_t o = (uint64_t)v << 40 | (uint64_t)w << 16;
+        for (int k = 0; k < 6; k++)
+            dst[k] = (unsigned char)(o >> (56 - 8 * k));
+        dst += 6;
+    }
     for (; i < n; i += 4) {
         uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
                      dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
@@ -324,39 +337,13 @@ int mbx_base64_decode_part(const char *in, size_t len, size_t base, void *out, s
                               "decodes to %zu bytes, more than the %zu expected", size, cap);
     /* Groups without padding; the last group is handled apart when padded. */
     full = (size % 3 == 0) ? len : len - 4;
-    i = 0;
-#ifdef MBX_B64_AVX2
-    if (mbx_cpu_has_avx2()) {
-        i = decode_avx2(in, full, dst);
-        dst += i / 4 * 3;
-    }
-#endif
-    /* Two groups a step, stored as 8 bytes (6 valid) while 8 bytes of room remain. */
-    for (; i + 8 <= full && (size_t)(dst - (unsigned char *)out) + 8 <= size; i += 8) {
-        uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
-                     dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
-        uint32_t w = dec0[(unsigned char)in[i + 4]] | dec1[(unsigned char)in[i + 5]] |
-                     dec2[(unsigned char)in[i + 6]] | dec3[(unsigned char)in[i + 7]];
-        if ((v | w) & 0x80000000u)
-            break; /* the one-group loop below reports it */
-        uint64_t o = (uint64_t)v << 40 | (uint64_t)w << 16;
-        for (int k = 0; k < 8; k++)
-            dst[k] = (unsigned char)(o >> (56 - 8 * k));
-        dst += 6;
-    }
-    for (; i < full; i += 4) {
-        uint32_t v = dec0[(unsigned char)in[i]] | dec1[(unsigned char)in[i + 1]] |
-                     dec2[(unsigned char)in[i + 2]] | dec3[(unsigned char)in[i + 3]];
-        if (v & 0x80000000u) {
-            size_t k = i;
-            while (dec_table[(unsigned char)in[k]] != 0xff)
-                k++;
-            return bad_char(detail, in, k, base);
-        }
-        dst[0] = (unsigned char)(v >> 16);
-        dst[1] = (unsigned char)(v >> 8);
-        dst[2] = (unsigned char)v;
-        dst += 3;
+    i = mbx_base64_decode_groups(in, full, dst);
+    dst += i / 4 * 3;
+    if (i < full) { /* the group at i holds a bad character */
+        size_t k = i;
+        while (dec_table[(unsigned char)in[k]] != 0xff)
+            k++;
+        return bad_char(detail, in, k, base);
     }
     if (full < len) {
         size_t rest = size % 3; /* 1 (two '=') or 2 (one '=') bytes */
