@@ -10,9 +10,9 @@
  * reading it back and writing the text: three passes over memory for bytes
  * that are nearly all "AAAA".  Here the text is made where it is sent: the
  * window is filled with 'A' (three zero bytes encode as "AAAA"), then only
- * the groups that hold bytes of a non-zero row are encoded over it.  A group
- * holds three bytes and a row 4 * width, so a group touches at most two rows,
- * and the groups of row r hold bytes of r - 1 and r + 1 only at their ends.
+ * the groups that hold bytes of a non-zero row are encoded over it, from
+ * those bytes as the raw reader gives them (a group may hold bytes of two
+ * rows).
  */
 #include <stdint.h>
 #include <string.h>
@@ -24,53 +24,14 @@
 /* Groups encoded per step: the bytes of a step fit a small stack buffer. */
 #define STEP_GROUPS 256
 
-/*
- * Copies the little-endian bytes of the row at index k of s (row start byte
- * row_at) that fall in [from, to) into buf, which holds the bytes from on.
- */
-static void put_row(const mbx_dense_rows *s, int64_t k, size_t row_at, size_t from, size_t to,
-                    unsigned char *buf);
-
-void mbx_dense_rows_raw_read(const mbx_dense_rows *s, size_t off, char *out, size_t n)
-{
-    const size_t row_bytes = (size_t)s->width * sizeof(float);
-    memset(out, 0, n);
-    /* The first row ending after off. */
-    int64_t lo = 0, hi = s->num;
-    while (lo < hi) {
-        const int64_t mid = lo + (hi - lo) / 2;
-        if (((size_t)s->rows[mid] + 1) * row_bytes > off)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    for (int64_t k = lo; k < s->num && (size_t)s->rows[k] * row_bytes < off + n; k++)
-        put_row(s, k, (size_t)s->rows[k] * row_bytes, off, off + n, (unsigned char *)out);
-}
-
-size_t mbx_dense_rows_b64_size(const mbx_dense_rows *s)
-{
-    return mbx_base64_encoded_size((size_t)s->total_rows * (size_t)s->width * sizeof(float));
-}
-
-int64_t mbx_dense_rows_non_finite(const mbx_dense_rows *s)
-{
-    const int64_t n = s->num * s->width;
-    const int64_t bad = mbx_find_non_finite(s->values, n);
-    if (bad >= n)
-        return -1;
-    return (int64_t)s->rows[bad / s->width] * s->width + bad % s->width;
-}
-
-/* The first index k of s->rows whose groups end after text offset off. */
-static int64_t first_row_reaching(const mbx_dense_rows *s, size_t off)
+/* The first index k of s->rows whose row ends after byte offset at. */
+static int64_t first_row_after(const mbx_dense_rows *s, size_t at)
 {
     const size_t row_bytes = (size_t)s->width * sizeof(float);
     int64_t lo = 0, hi = s->num;
     while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
-        const size_t end_group = (((size_t)s->rows[mid] + 1) * row_bytes + 2) / 3;
-        if (4 * end_group > off)
+        if (((size_t)s->rows[mid] + 1) * row_bytes > at)
             hi = mid;
         else
             lo = mid + 1;
@@ -78,6 +39,10 @@ static int64_t first_row_reaching(const mbx_dense_rows *s, size_t off)
     return lo;
 }
 
+/*
+ * Copies the little-endian bytes of the row at index k of s (row start byte
+ * row_at) that fall in [from, to) into buf, which holds the bytes from on.
+ */
 static void put_row(const mbx_dense_rows *s, int64_t k, size_t row_at, size_t from, size_t to,
                     unsigned char *buf)
 {
@@ -98,6 +63,29 @@ static void put_row(const mbx_dense_rows *s, int64_t k, size_t row_at, size_t fr
     }
 }
 
+void mbx_dense_rows_raw_read(const mbx_dense_rows *s, size_t off, char *out, size_t n)
+{
+    const size_t row_bytes = (size_t)s->width * sizeof(float);
+    memset(out, 0, n);
+    for (int64_t k = first_row_after(s, off); k < s->num && (size_t)s->rows[k] * row_bytes < off + n;
+         k++)
+        put_row(s, k, (size_t)s->rows[k] * row_bytes, off, off + n, (unsigned char *)out);
+}
+
+size_t mbx_dense_rows_b64_size(const mbx_dense_rows *s)
+{
+    return mbx_base64_encoded_size((size_t)s->total_rows * (size_t)s->width * sizeof(float));
+}
+
+int64_t mbx_dense_rows_non_finite(const mbx_dense_rows *s)
+{
+    const int64_t n = s->num * s->width;
+    const int64_t bad = mbx_find_non_finite(s->values, n);
+    if (bad >= n)
+        return -1;
+    return (int64_t)s->rows[bad / s->width] * s->width + bad % s->width;
+}
+
 void mbx_dense_rows_b64_read(const mbx_dense_rows *s, size_t off, char *out, size_t n)
 {
     const size_t row_bytes = (size_t)s->width * sizeof(float);
@@ -112,26 +100,21 @@ void mbx_dense_rows_b64_read(const mbx_dense_rows *s, size_t off, char *out, siz
 
     unsigned char bytes[3 * STEP_GROUPS];
     char text[4 * STEP_GROUPS];
-    for (int64_t k = first_row_reaching(s, off); k < s->num; k++) {
+    /* The rows whose groups reach the window: those ending after its first group's bytes. */
+    for (int64_t k = first_row_after(s, off / 4 * 3); k < s->num; k++) {
         const size_t r = (size_t)s->rows[k];
         const size_t g_first = r * row_bytes / 3, g_end = ((r + 1) * row_bytes + 2) / 3;
         if (4 * g_first >= end)
             break;
-        const int prev = k > 0 && (size_t)s->rows[k - 1] + 1 == r;
-        const int next = k + 1 < s->num && (size_t)s->rows[k + 1] == r + 1;
         for (size_t g = g_first; g < g_end; g += STEP_GROUPS) {
             const size_t g_stop = g + STEP_GROUPS < g_end ? g + STEP_GROUPS : g_end;
             if (4 * g_stop <= off)
                 continue;
             if (4 * g >= end)
                 break;
+            /* The groups' bytes, neighbour rows' included, as the dense array holds them. */
             const size_t from = 3 * g, to = 3 * g_stop < total ? 3 * g_stop : total;
-            memset(bytes, 0, to - from);
-            if (prev)
-                put_row(s, k - 1, (r - 1) * row_bytes, from, to, bytes);
-            put_row(s, k, r * row_bytes, from, to, bytes);
-            if (next)
-                put_row(s, k + 1, (r + 1) * row_bytes, from, to, bytes);
+            mbx_dense_rows_raw_read(s, from, (char *)bytes, to - from);
             mbx_base64_encode(bytes, to - from, text);
             /* The part of text[4g, 4 g_stop) inside the window. */
             const size_t a = 4 * g > off ? 4 * g : off;
