@@ -210,8 +210,8 @@ static int loss_check(svc_split_job *sj, int input, mbx_detail *d)
     return j->in_place ? mbx_request_input_check(j->parsed, input, d) : 0;
 }
 
-static const svc_split_ops loss_ops = {loss_parse, loss_render,    loss_release, loss_load,
-                                       loss_load_fail, NULL,        loss_check};
+static const svc_split_ops loss_ops = {loss_parse, loss_render,    loss_release,
+                                       loss_load,  loss_load_fail, loss_check};
 
 /* HTTP thread, each chunk: the scan stores it, decoding long b64 strings as they come. */
 static void loss_store(svc_request *r, const char *data, size_t n)

@@ -275,7 +275,7 @@ static int oip_load_fail(svc_split_job *sj, int input, int64_t image, int64_t in
 }
 
 static const svc_split_ops oip_ops = {oip_parse, oip_render,    oip_release,
-                                      oip_load,  oip_load_fail, NULL, NULL};
+                                      oip_load,  oip_load_fail, NULL};
 
 /* Stops following the upload: the request is read whole, then dispatched. */
 static void unfollow(svc_request *r)

@@ -156,7 +156,8 @@ static void parse_unit(svc_job *job, int unit)
 static mbx_image_input unit_input(const svc_split_job *j, int64_t i, int unit)
 {
     const int64_t A = j->batch->num_anchors, C = j->batch->num_classes;
-    float *buf = j->scratch + (size_t)unit * (size_t)(A * (4 + C));
+    /* No scratch without deferred inputs: no offset from a null pointer either. */
+    float *buf = j->scratch ? j->scratch + (size_t)unit * (size_t)(A * (4 + C)) : NULL;
     mbx_image_input in;
     in.loc = j->deferred[0] ? buf : j->batch->loc + i * A * 4;
     in.conf = j->deferred[1] ? buf + A * 4 : j->batch->conf + i * A * C;
@@ -184,17 +185,12 @@ static void match_unit(svc_job *job, int unit)
 {
     svc_split_job *j = (svc_split_job *)job;
     for (int64_t i; (i = take_image(j, images_in(j))) >= 0;) {
-        if (!any_deferred(j) && !j->conf_store) {
-            mbx_loss_match_image(j->loss, i, unit); /* errors are reduce's to report */
-            continue;
-        }
-        if (!any_deferred(j)) {
-            mbx_image_input in = unit_input(j, i, unit);
+        mbx_image_input in = unit_input(j, i, unit);
+        if (!any_deferred(j)) { /* NaN and infinity are reduce's to report */
             unit_result(j, mbx_loss_match_image_input(j->loss, i, unit, &in));
             continue;
         }
         /* Widen this image only; loc first, as a whole-tensor check would. */
-        mbx_image_input in = unit_input(j, i, unit);
         int64_t bad = -1;
         if (j->deferred[0] && (bad = j->ops->load(j, 0, i, NULL, 0, (float *)in.loc)) >= 0) {
             j->bad[i] = bad;
@@ -317,14 +313,10 @@ static void grad_unit(svc_job *job, int unit)
         const mbx_sparse_grad *sp = j->sparse ? &j->sp[i] : NULL;
         if (any_deferred(j)) {
             grad_image_deferred(j, i, unit, sp);
-        } else if (j->conf_store) {
+        } else {
             mbx_image_input in = unit_input(j, i, unit);
             unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, &in, sp));
-        } else {
-            unit_result(j, mbx_loss_grad_image_sparse(j->loss, i, unit, NULL, sp));
         }
-        if (j->ops->image_done)
-            j->ops->image_done(j, i);
     }
 }
 

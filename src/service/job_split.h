@@ -59,13 +59,6 @@ typedef struct svc_split_ops {
                     float *dst);
     int (*load_fail)(svc_split_job *j, int input, int64_t image, int64_t index, mbx_detail *d);
     /*
-     * Optional (NULL: none).  A grad unit, once image's gradient rows are
-     * final: lets the job write its part of the answer while the other
-     * images are still computed.  Runs on any worker, concurrently, once
-     * per image.
-     */
-    void (*image_done)(svc_split_job *j, int64_t image);
-    /*
      * Optional (NULL: none).  When reduce finds a NaN or infinity in the
      * inputs: input's error as the job's parse would have reported it
      * (inputs read in place, unchecked), or 0 when it has none; asked for
