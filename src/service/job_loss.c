@@ -13,7 +13,6 @@
  * rendered whole as JSON text.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "codec.h"
 #include "job_split.h"
@@ -33,15 +32,14 @@ typedef struct loss_job {
 
 /*
  * An answer with dense b64 gradients, as five parts: JSON, grad_loc's text,
- * JSON, grad_conf's text, JSON.  The texts are written from the sparse rows
- * (owned here) as libmicrohttpd asks for them.
+ * JSON, grad_conf's text, JSON.  The texts are made from the sparse rows
+ * (owned here) as libmicrohttpd sends them.
  */
 typedef struct loss_answer {
     char *json;
     svc_sparse_out rows;
     mbx_dense_rows text[2];
-    uint64_t end[5];    /* where each part ends in the body */
-    size_t json_at[3];  /* where JSON parts 0, 2 and 4 start in json */
+    svc_part parts[5];
 } loss_answer;
 
 static void answer_free(void *cls)
@@ -50,28 +48,6 @@ static void answer_free(void *cls)
     free(a->json);
     svc_sparse_free(&a->rows);
     free(a);
-}
-
-/* HTTP thread: body bytes [pos, pos + k) of the answer into buf. */
-static size_t answer_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    const loss_answer *a = cls;
-    size_t done = 0;
-    for (int part = 0; part < 5 && done < max; part++) {
-        const uint64_t start = part ? a->end[part - 1] : 0;
-        if (pos + done >= a->end[part])
-            continue;
-        const uint64_t at = pos + done - start;
-        const uint64_t left = a->end[part] - (pos + done);
-        const size_t n = left < max - done ? (size_t)left : max - done;
-        if (part % 2) {
-            mbx_dense_rows_b64_read(&a->text[part / 2], (size_t)at, buf + done, n);
-        } else {
-            memcpy(buf + done, a->json + a->json_at[part / 2] + at, n);
-        }
-        done += n;
-    }
-    return done;
 }
 
 static int loss_parse(svc_split_job *sj, mbx_detail *d)
@@ -144,17 +120,13 @@ static int render_from_rows(loss_job *j, mbx_detail *d)
         answer_free(a);
         return rc;
     }
-    const uint64_t text_len[2] = {mbx_dense_rows_b64_size(&a->text[0]), mbx_dense_rows_b64_size(&a->text[1])};
-    a->json_at[0] = 0;
-    a->json_at[1] = at[0];
-    a->json_at[2] = at[1];
-    a->end[0] = at[0];
-    a->end[1] = a->end[0] + text_len[0];
-    a->end[2] = a->end[1] + (at[1] - at[0]);
-    a->end[3] = a->end[2] + text_len[1];
-    a->end[4] = a->end[3] + (len - at[1]);
-    svc_response_stream(&j->base.req->response, 200, SVC_CT_JSON, (size_t)a->end[4], answer_read,
-                        answer_free, a);
+    a->parts[0] = (svc_part){a->json, at[0], NULL, 0};
+    a->parts[1] = (svc_part){NULL, mbx_dense_rows_b64_size(&a->text[0]), &a->text[0], 1};
+    a->parts[2] = (svc_part){a->json + at[0], at[1] - at[0], NULL, 0};
+    a->parts[3] = (svc_part){NULL, mbx_dense_rows_b64_size(&a->text[1]), &a->text[1], 1};
+    a->parts[4] = (svc_part){a->json + at[1], len - at[1], NULL, 0};
+    svc_response_parts(&j->base.req->response, 200, SVC_CT_JSON, a->parts, 5,
+                       len + a->parts[1].len + a->parts[3].len, answer_free, a);
     return 0;
 }
 

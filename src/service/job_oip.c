@@ -145,6 +145,7 @@ typedef struct oip_answer {
     mbx_result result;
     svc_sparse_out sparse; /* FP32 sparse values are sent from here */
     mbx_oip_response resp;
+    svc_part parts[MBX_OIP_OUT_COUNT + 1]; /* resp's segments, when some are made from rows */
 } oip_answer;
 
 static void answer_free(void *cls)
@@ -154,30 +155,6 @@ static void answer_free(void *cls)
     mbx_oip_result_release(&a->result);
     svc_sparse_free(&a->sparse);
     free(a);
-}
-
-/* HTTP thread: body bytes [pos, pos + k) of an answer with gradients sent from rows. */
-static size_t answer_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-    const mbx_oip_response *resp = &((const oip_answer *)cls)->resp;
-    size_t done = 0;
-    uint64_t start = 0;
-    for (size_t k = 0; k < resp->num_segments && done < max; k++) {
-        const mbx_oip_segment *seg = &resp->segments[k];
-        const uint64_t end = start + seg->len;
-        if (pos + done < end) {
-            const size_t at = (size_t)(pos + done - start);
-            const size_t n = seg->len - at < max - done ? seg->len - at : max - done;
-            if (seg->base)
-                memcpy(buf + done, (const char *)seg->base + at, n);
-            else
-                mbx_dense_rows_raw_read(&resp->rows[k == resp->rows_segment[1]], at, buf + done,
-                                        n);
-            done += n;
-        }
-        start = end;
-    }
-    return done;
 }
 
 static int oip_parse(svc_split_job *sj, mbx_detail *d)
@@ -238,9 +215,16 @@ static int oip_render(svc_split_job *sj, mbx_detail *d)
     }
     svc_response *r = &sj->req->response;
     const char *ct = a->resp.binary ? "application/octet-stream" : SVC_CT_JSON;
-    if (a->resp.rows_segment[0] || a->resp.rows_segment[1])
-        svc_response_stream(r, 200, ct, a->resp.body_len, answer_read, answer_free, a);
-    else
+    if (a->resp.rows_segment[0] || a->resp.rows_segment[1]) {
+        for (size_t k = 0; k < a->resp.num_segments; k++) {
+            const mbx_oip_segment *seg = &a->resp.segments[k];
+            a->parts[k] = (svc_part){seg->base, seg->len,
+                                     seg->base ? NULL : &a->resp.rows[k == a->resp.rows_segment[1]],
+                                     0};
+        }
+        svc_response_parts(r, 200, ct, a->parts, (unsigned int)a->resp.num_segments,
+                           a->resp.body_len, answer_free, a);
+    } else
         svc_response_pieces(r, 200, ct, (const svc_piece *)a->resp.segments,
                             (unsigned int)a->resp.num_segments, a->resp.body_len, answer_free, a);
     if (a->resp.binary) {

@@ -45,35 +45,52 @@ void svc_response_pieces(svc_response *r, int status, const char *content_type,
     r->pieces_cls = cls;
 }
 
-void svc_response_stream(svc_response *r, int status, const char *content_type, size_t len,
-                         size_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
-                         void (*free_fn)(void *cls), void *cls)
+void svc_response_parts(svc_response *r, int status, const char *content_type,
+                        const svc_part *parts, unsigned int n, size_t len,
+                        void (*free_fn)(void *cls), void *cls)
 {
-    svc_response_clear(r);
-    r->status = status;
-    r->content_type = content_type;
-    r->len = len;
-    r->stream_read = read;
-    r->pieces_free = free_fn;
-    r->pieces_cls = cls;
+    /* The pieces field holds either kind; made says which. */
+    svc_response_pieces(r, status, content_type, (const svc_piece *)(const void *)parts, n, len,
+                        free_fn, cls);
+    r->made = 1;
 }
 
-/* libmicrohttpd's reader over svc_response_stream's. */
-typedef struct stream_reader {
-    size_t (*read)(void *cls, uint64_t pos, char *buf, size_t max);
+/* libmicrohttpd's reader over svc_response_parts's parts. */
+typedef struct parts_reader {
+    const svc_part *parts;
+    unsigned int n;
     void (*free_fn)(void *cls);
     void *cls;
-} stream_reader;
+} parts_reader;
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+/* HTTP thread: body bytes [pos, pos + k) into buf, k as large as max allows. */
+static ssize_t parts_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
-    stream_reader *s = cls;
-    return (ssize_t)s->read(s->cls, pos, buf, max);
+    const parts_reader *s = cls;
+    size_t done = 0;
+    uint64_t start = 0;
+    for (unsigned int k = 0; k < s->n && done < max; k++) {
+        const svc_part *p = &s->parts[k];
+        const uint64_t end = start + p->len;
+        if (pos + done < end) {
+            const size_t at = (size_t)(pos + done - start);
+            const size_t n = p->len - at < max - done ? p->len - at : max - done;
+            if (p->base)
+                memcpy(buf + done, (const char *)p->base + at, n);
+            else if (p->b64)
+                mbx_dense_rows_b64_read(p->rows, at, buf + done, n);
+            else
+                mbx_dense_rows_raw_read(p->rows, at, buf + done, n);
+            done += n;
+        }
+        start = end;
+    }
+    return (ssize_t)done;
 }
 
-static void stream_free(void *cls)
+static void parts_free(void *cls)
 {
-    stream_reader *s = cls;
+    parts_reader *s = cls;
     s->free_fn(s->cls);
     free(s);
 }
@@ -85,22 +102,23 @@ static void stream_free(void *cls)
  * written and sent (A/B on the 37 MB SSD300 answer: 64 KiB blocks were
  * clearly slower, 1 to 4 MiB alike).
  */
-#define STREAM_BLOCK ((size_t)1 << 20)
+#define PARTS_BLOCK ((size_t)1 << 20)
 
-static struct MHD_Response *create_stream(svc_response *r)
+static struct MHD_Response *create_made(svc_response *r)
 {
-    stream_reader *s = malloc(sizeof *s);
+    parts_reader *s = malloc(sizeof *s);
     if (!s)
         return NULL;
-    *s = (stream_reader){r->stream_read, r->pieces_free, r->pieces_cls};
+    *s = (parts_reader){r->pieces, r->num_pieces, r->pieces_free, r->pieces_cls};
     struct MHD_Response *mr =
-        MHD_create_response_from_callback(r->len, r->len < STREAM_BLOCK ? r->len + 1 : STREAM_BLOCK,
-                                          stream_read, s, stream_free);
+        MHD_create_response_from_callback(r->len, r->len < PARTS_BLOCK ? r->len + 1 : PARTS_BLOCK,
+                                          parts_read, s, parts_free);
     if (!mr) {
         free(s);
         return NULL;
     }
-    r->stream_read = NULL; /* libmicrohttpd calls pieces_free through stream_free now */
+    r->made = 0;
+    r->pieces = NULL; /* libmicrohttpd calls pieces_free through parts_free now */
     r->pieces_free = NULL;
     r->pieces_cls = NULL;
     return mr;
@@ -160,8 +178,8 @@ void svc_response_error(svc_response *r, int code, const char *fmt, ...)
 int svc_response_queue(struct MHD_Connection *conn, svc_response *r)
 {
     struct MHD_Response *mr;
-    if (r->stream_read) {
-        mr = create_stream(r);
+    if (r->made) {
+        mr = create_made(r);
     } else if (r->pieces_free || r->pieces) {
         _Static_assert(sizeof(svc_piece) == sizeof(struct MHD_IoVec) &&
                            offsetof(svc_piece, len) == offsetof(struct MHD_IoVec, iov_len),

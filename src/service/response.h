@@ -12,7 +12,6 @@
 #define SVC_RESPONSE_H
 
 #include <stddef.h>
-#include <stdint.h>
 
 struct MHD_Connection;
 
@@ -29,12 +28,11 @@ typedef struct svc_response {
     int v2;                   /* 1: errors in the /v2 body {"error": "<code>: <message>"};
                                * set once per request, kept by svc_response_clear */
     /* A body in pieces, sent without copying them (svc_response_pieces). */
-    const void *pieces;       /* svc_piece array, owned by pieces_cls */
+    const void *pieces;       /* svc_piece (or, when made, svc_part) array, owned by pieces_cls */
     unsigned int num_pieces;
     void (*pieces_free)(void *cls); /* releases the pieces; called exactly once */
     void *pieces_cls;
-    /* A body written as it is sent (svc_response_stream). */
-    size_t (*stream_read)(void *cls, uint64_t pos, char *buf, size_t max);
+    int made;                 /* pieces are svc_part (svc_response_parts): made as sent */
     const char *extra_header; /* one more header's (static) name, NULL for none */
     char extra_value[32];     /* its value */
 } svc_response;
@@ -75,16 +73,28 @@ void svc_response_pieces(svc_response *r, int status, const char *content_type,
                          const svc_piece *pieces, unsigned int n, size_t len,
                          void (*free_fn)(void *cls), void *cls);
 /*
- * Sets an answer whose body (len bytes) is written as it is sent, a block
- * at a time into libmicrohttpd's buffer: read(cls, pos, buf, max) writes
- * body bytes [pos, pos + k) into buf and returns k, 0 < k <= max, on the
- * HTTP thread.  For a big body that is cheap to make (mostly repeated
- * bytes) but costly to hold.  cls stays valid until free_fn(cls) runs,
- * as for pieces (which it shares: pieces_free, pieces_cls).
+ * One part of a body made as it is sent: bytes in memory (base), or, with
+ * base NULL, a dense array given by its non-zero rows (codec.h): its
+ * little-endian bytes, or their base64 text when b64 is 1.
  */
-void svc_response_stream(svc_response *r, int status, const char *content_type, size_t len,
-                         size_t (*read)(void *cls, uint64_t pos, char *buf, size_t max),
-                         void (*free_fn)(void *cls), void *cls);
+struct mbx_dense_rows;
+typedef struct svc_part {
+    const void *base;
+    size_t len;
+    const struct mbx_dense_rows *rows;
+    int b64;
+} svc_part;
+
+/*
+ * Sets an answer whose body is parts[0..n) in order (len bytes in all),
+ * written a block at a time into libmicrohttpd's buffer as it is sent, on
+ * the HTTP thread: for a big body that is cheap to make (mostly zeros) but
+ * costly to hold.  parts and what they point to stay valid until
+ * free_fn(cls) runs, as for svc_response_pieces.
+ */
+void svc_response_parts(svc_response *r, int status, const char *content_type,
+                        const svc_part *parts, unsigned int n, size_t len,
+                        void (*free_fn)(void *cls), void *cls);
 /* Frees an owned body (or releases the pieces) and clears r; keeps r->v2. */
 void svc_response_clear(svc_response *r);
 
