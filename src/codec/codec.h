@@ -73,20 +73,7 @@ int mbx_request_parse_json_ex(const char *body, size_t len, unsigned flags, mbx_
 /*
  * Every /v1 parse starts with one pass over the whole body that finds its
  * long string values (b64 tensors), so that jansson never lexes them.  A
- * server can run that pass while the body arrives, on bytes still in
- * cache: mbx_body_scan_feed after each chunk with the body's first avail
- * bytes (the buffer may move between calls; its bytes may not change),
- * then mbx_request_parse_json_scanned on the whole body, which scans only
- * what is left and answers exactly as mbx_request_parse_json_ex.  A scan
- * serves one parse.  mbx_body_scan_new returns NULL when out of memory;
- * a feed that runs out of memory only makes the parse scan again.
- */
-typedef struct mbx_body_scan mbx_body_scan;
-mbx_body_scan *mbx_body_scan_new(void);
-void mbx_body_scan_feed(mbx_body_scan *scan, const char *body, size_t avail);
-void mbx_body_scan_free(mbx_body_scan *scan);
-/*
- * The scan storing the body too, instead of the caller's copy and feed:
+ * server runs that pass while the body arrives, as it stores it:
  * mbx_body_scan_write stores data[0..n), the body's next bytes, into body
  * (the buffer's start; room for them, and it may move between calls), and
  * decodes long base64 string values straight from data into their own
@@ -94,9 +81,15 @@ void mbx_body_scan_free(mbx_body_scan *scan);
  * neither copied nor decoded again (lift_decode.c).  The body then holds
  * those bytes instead of the text, so it is for the parse only; once the
  * body is complete, mbx_body_scan_end (which may give one string back as
- * text), then mbx_request_parse_json_scanned answers exactly as the plain
- * parse of the body as sent.  A scan is either written or fed, not both.
+ * text), then mbx_request_parse_json_scanned on the whole body, which
+ * scans only what is left and answers exactly as mbx_request_parse_json_ex
+ * on the body as sent.  A scan serves one parse.  mbx_body_scan_new
+ * returns NULL when out of memory; a write that runs out of memory gives
+ * every string back as text and only makes the parse scan again.
  */
+typedef struct mbx_body_scan mbx_body_scan;
+mbx_body_scan *mbx_body_scan_new(void);
+void mbx_body_scan_free(mbx_body_scan *scan);
 void mbx_body_scan_write(mbx_body_scan *scan, char *body, const char *data, size_t n);
 void mbx_body_scan_end(mbx_body_scan *scan, char *body);
 int mbx_request_parse_json_scanned(const char *body, size_t len, unsigned flags,

@@ -224,10 +224,10 @@ int mbx_lift_scan(mbx_lift *l, const char *body, size_t len, size_t min_len);
  */
 void mbx_lift_init(mbx_lift *l, size_t min_len);
 int mbx_lift_feed(mbx_lift *l, const char *body, size_t avail);
-/* codec.h's mbx_body_scan: a scan fed while the body arrives. */
+/* codec.h's mbx_body_scan: the scan run (and the body stored) while the body arrives. */
 struct mbx_body_scan {
     mbx_lift lift;
-    int failed;    /* a feed ran out of memory: the parse scans again */
+    int failed;    /* out of memory: every string given back, the parse scans again */
     size_t stored; /* mbx_body_scan_write: the body bytes stored so far */
 };
 /* lift.c's pieces that lift_decode.c shares. */

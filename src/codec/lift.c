@@ -158,12 +158,6 @@ mbx_body_scan *mbx_body_scan_new(void)
     return s;
 }
 
-void mbx_body_scan_feed(mbx_body_scan *s, const char *body, size_t avail)
-{
-    if (s && !s->failed && mbx_lift_feed(&s->lift, body, avail) != 0)
-        s->failed = 1;
-}
-
 void mbx_body_scan_free(mbx_body_scan *s)
 {
     if (!s)

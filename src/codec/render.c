@@ -347,7 +347,7 @@ int mbx_anchors_render_json(const float *anchors, int64_t count, mbx_tensor_form
     return 0;
 }
 
-/* ------------------------------------------- dense b64 gradients, by image */
+/* --------------------------------------- dense b64 gradients from sparse rows */
 
 int mbx_grads_from_rows(const mbx_request *req)
 {

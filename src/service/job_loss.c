@@ -1,12 +1,12 @@
 /*
  * job_loss.c - POST /v1/loss as a split job (job_split.c runs the phases):
  * the body is parsed as JSON by the /v1 codec (long b64 strings never go
- * through jansson; the scan that finds them runs on the HTTP thread while
- * the body arrives, svc_loss_begin).  float32 b64 loc and conf stay text
- * in the body and are decoded one image at a time by the match units
- * (ops->load), so both workers share the decoding; otherwise the body is
- * freed as soon as it is parsed, since the parsed request then holds its
- * own tensors.  Dense b64 gradients are computed as sparse rows and their
+ * through jansson; the scan that finds them stores the body on the HTTP
+ * thread while it arrives and decodes them there, svc_loss_begin).  float32
+ * b64 loc and conf so decoded are read by the core where they lie; ones
+ * that could not be (left as text) are decoded one image at a time by the
+ * match units (ops->load).  Otherwise the body is freed as soon as it is
+ * parsed, since the parsed request then holds its own tensors.  Dense b64 gradients are computed as sparse rows and their
  * texts written only as they are sent, a block at a time (mbx_dense_rows):
  * nearly all of them is zero, "AAAA", so neither the dense arrays nor the
  * 37 MB of text of an SSD300 batch of 32 ever exist.  Other answers are

@@ -19,8 +19,8 @@ typedef enum svc_body_kind {
     SVC_BODY_BINARY,   /* any bytes: --max-body-bytes */
     SVC_BODY_OIP,      /* /v2 inference: JSON header + binary tensors; content type,
                         * limits and buffer alignment from svc_oip_begin (job_oip.c) */
-    SVC_BODY_LOSS      /* /v1/loss: as SVC_BODY_JSON, and scanned for long strings while
-                        * it arrives (svc_loss_begin, job_loss.c) */
+    SVC_BODY_LOSS      /* /v1/loss: as SVC_BODY_JSON, stored by the codec's scan, which
+                        * decodes long b64 strings as they arrive (svc_loss_begin) */
 } svc_body_kind;
 
 /* Route flags. */

@@ -37,8 +37,9 @@ void svc_handle_v2_infer(struct svc_request *req);       /* POST /v2/models/{mod
 int svc_oip_begin(struct svc_request *req);
 /*
  * Header time of POST /v1/loss, once the request is accepted (job_loss.c):
- * follows the upload with the codec's scan for long strings, so the parse
- * finds it done.  Never fails: without memory the parse scans at the end.
+ * the codec's scan stores the upload, decoding long b64 strings as they
+ * arrive, so the parse finds them done.  Never fails: without memory the
+ * body is stored as sent and the parse scans it at the end.
  */
 void svc_loss_begin(struct svc_request *req);
 

@@ -361,8 +361,9 @@ static void test_scan_in_steps(void **state)
         check_scan_steps(body, len, names[k]);
         mbx_body_scan *scan = mbx_body_scan_new();
         assert_non_null(scan);
-        mbx_body_scan_feed(scan, body, len / 3);
-        mbx_body_scan_feed(scan, body, len / 2);
+        /* Fed as far as a half of the body, as a written scan given back at its end is. */
+        assert_int_equal(mbx_lift_feed(&scan->lift, body, len / 3), 0);
+        assert_int_equal(mbx_lift_feed(&scan->lift, body, len / 2), 0);
         mbx_request *a = NULL, *b = NULL;
         mbx_detail d = {0, ""};
         assert_int_equal(
@@ -385,7 +386,7 @@ static void test_scan_in_steps(void **state)
         body[len - 1] = ',';
         mbx_detail want = {0, ""}, got = {0, ""};
         scan = mbx_body_scan_new();
-        mbx_body_scan_feed(scan, body, len - 1);
+        assert_int_equal(mbx_lift_feed(&scan->lift, body, len - 1), 0);
         const int rc_plain = mbx_request_parse_json(body, len, &b, &want);
         const int rc_scan =
             mbx_request_parse_json_scanned(body, len, MBX_REQUEST_DEFER_INPUTS, scan, &a, &got);
