@@ -127,6 +127,23 @@ static void free_sparse(sparse_case *c)
 }
 
 /*
+ * Writes out[0..len) with read (a dense_rows reader) in windows of random
+ * sizes up to max, one byte at times, as libmicrohttpd may ask.
+ */
+typedef void (*rows_reader)(const mbx_dense_rows *s, size_t off, char *out, size_t n);
+static void read_in_windows(const mbx_dense_rows *s, rows_reader read, size_t len, size_t max,
+                            char *out)
+{
+    for (size_t off = 0; off < len;) {
+        size_t n = next_rand() % 3 == 0 ? 1 : 1 + next_rand() % max;
+        if (n > len - off)
+            n = len - off;
+        read(s, off, out + off, n);
+        off += n;
+    }
+}
+
+/*
  * mbx_dense_rows_b64_read, over any window, writes exactly mbx_base64_encode's
  * text of the dense array: widths on and off 3-byte groups (4 bytes a
  * value: w = 3 and 21 fill whole groups, the others do not), rows kept
@@ -155,26 +172,14 @@ static void test_rows_text(void **state)
                     fail_msg("w %lld, %lld rows, 1/%u kept: one window differs", (long long)w,
                              (long long)total_rows, every[ei]);
                 memset(got, '#', tlen);
-                for (size_t off = 0; off < tlen;) {
-                    size_t n = next_rand() % 3 == 0 ? 1 : 1 + next_rand() % 700;
-                    if (n > tlen - off)
-                        n = tlen - off;
-                    mbx_dense_rows_b64_read(&s, off, got + off, n);
-                    off += n;
-                }
+                read_in_windows(&s, mbx_dense_rows_b64_read, tlen, 700, got);
                 if (memcmp(got, whole, tlen) != 0)
                     fail_msg("w %lld, %lld rows, 1/%u kept: windows differ", (long long)w,
                              (long long)total_rows, every[ei]);
                 /* The raw bytes, in windows too. */
                 char *raw = malloc(bytes + 1);
                 memset(raw, '#', bytes);
-                for (size_t off = 0; off < bytes;) {
-                    size_t n = next_rand() % 3 == 0 ? 1 : 1 + next_rand() % 500;
-                    if (n > bytes - off)
-                        n = bytes - off;
-                    mbx_dense_rows_raw_read(&s, off, raw + off, n);
-                    off += n;
-                }
+                read_in_windows(&s, mbx_dense_rows_raw_read, bytes, 500, raw);
                 if (memcmp(raw, c.dense, bytes) != 0)
                     fail_msg("w %lld, %lld rows, 1/%u kept: raw windows differ", (long long)w,
                              (long long)total_rows, every[ei]);
@@ -400,19 +405,6 @@ static void test_scan_in_steps(void **state)
 
 /* ---------------------------------------------------------- split render */
 
-/* Writes text s into out in random windows, as libmicrohttpd would ask. */
-static void read_in_windows(const mbx_dense_rows *s, char *out)
-{
-    const size_t tlen = mbx_dense_rows_b64_size(s);
-    for (size_t off = 0; off < tlen;) {
-        size_t n = 1 + next_rand() % 97;
-        if (n > tlen - off)
-            n = tlen - off;
-        mbx_dense_rows_b64_read(s, off, out + off, n);
-        off += n;
-    }
-}
-
 static void test_render_around(void **state)
 {
     (void)state;
@@ -464,11 +456,11 @@ static void test_render_around(void **state)
     size_t at = 0;
     memcpy(spliced + at, around, holes[0]);
     at += holes[0];
-    read_in_windows(&text_loc, spliced + at);
+    read_in_windows(&text_loc, mbx_dense_rows_b64_read, n_loc, 97, spliced + at);
     at += n_loc;
     memcpy(spliced + at, around + holes[0], holes[1] - holes[0]);
     at += holes[1] - holes[0];
-    read_in_windows(&text_conf, spliced + at);
+    read_in_windows(&text_conf, mbx_dense_rows_b64_read, n_conf, 97, spliced + at);
     at += n_conf;
     memcpy(spliced + at, around + holes[1], around_len - holes[1]);
     at += around_len - holes[1];
