@@ -409,8 +409,7 @@ static int render(const mbx_oip_request *req, const mbx_result *res,
         const int from_rows = grad >= 0 && !(grad ? res->grad_conf : res->grad_loc) && given &&
                               (grad ? given->conf_rows && given->conf_values
                                     : given->loc_rows && given->loc_values) &&
-                              req->binary[k] && !force_json &&
-                              req->gradient_datatype == MBX_OIP_FP32;
+                              !force_json && mbx_oip_grads_from_rows(req);
         out_view v;
         rc = view_of(o, req, res, &sp, s, per_image, from_rows, &v, d);
         if (rc)
@@ -434,12 +433,10 @@ static int render(const mbx_oip_request *req, const mbx_result *res,
             jbuf_put_i64(&jb, (int64_t)len);
             jbuf_putc(&jb, '}');
             resp->rows_segment[grad] = resp->num_segments;
-            resp->rows[grad] = grad ? (mbx_dense_rows){given->conf_rows, given->conf_values,
-                                                       given->num_conf, b->batch * b->num_anchors,
-                                                       b->num_classes}
-                                    : (mbx_dense_rows){given->loc_rows, given->loc_values,
-                                                       given->num_loc, b->batch * b->num_anchors,
-                                                       4};
+            resp->rows[grad] = (mbx_dense_rows){grad ? given->conf_rows : given->loc_rows,
+                                                grad ? given->conf_values : given->loc_values,
+                                                grad ? given->num_conf : given->num_loc,
+                                                b->batch * b->num_anchors, v.shape[2]};
             resp->segments[resp->num_segments].base = NULL;
             resp->segments[resp->num_segments].len = len;
             resp->num_segments++;
