@@ -255,7 +255,13 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const floa
         memcpy(res->roles + image * A, role, (size_t)A);
     int32_t *rows = slot->rows;
     const int64_t n = collect_counted(role, A, rows);
+    /* Eight rows to a kernel call (rows8), the rest one by one: the same bits either way. */
     double conf_sum = 0.0;
+    const float *z[8];
+    int64_t target[8];
+    float *grow[8];
+    double loss[8];
+    int batched = 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t a = rows[i];
         if (i + PREFETCH_AHEAD < n) {
@@ -268,16 +274,22 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const floa
             if (res->grad_conf)
                 prefetch_row(res->grad_conf + (image * A + ra) * C, C);
         }
-        const int64_t target =
+        target[batched] =
             role[a] == MBX_ROLE_POSITIVE ? t->labels[match[a]] : cfg->background_label;
-        const float *z = conf + a * C;
-        float *grow = res->grad_conf ? res->grad_conf + (image * A + a) * C
-                      : conf_rows    ? conf_rows + i * C
-                                     : NULL;
-        double lc = ctx->kern.row(&ctx->kp, z, target, 1.0f, grow);
-        if (ctx->exact_rows)
-            lc = mbx_row_loss_exact(&ctx->kp, z, target);
-        conf_sum += lc;
+        z[batched] = conf + a * C;
+        grow[batched] = res->grad_conf ? res->grad_conf + (image * A + a) * C
+                        : conf_rows    ? conf_rows + i * C
+                                       : NULL;
+        if (++batched < 8 && i + 1 < n)
+            continue;
+        if (batched == 8)
+            ctx->kern.rows8(&ctx->kp, z, target, 1.0f, grow, loss);
+        else
+            for (int r = 0; r < batched; r++)
+                loss[r] = ctx->kern.row(&ctx->kp, z[r], target[r], 1.0f, grow[r]);
+        for (int r = 0; r < batched; r++)
+            conf_sum += ctx->exact_rows ? mbx_row_loss_exact(&ctx->kp, z[r], target[r]) : loss[r];
+        batched = 0;
     }
     ctx->images[image].conf_sum = conf_sum;
 }

@@ -90,6 +90,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
     k->rank = rank_generic;
     k->rank_list = rank_list_generic;
     k->row = row_generic;
+    k->rows8 = rows8_generic;
     k->finite = finite_generic;
     k->iou_all = iou_all_generic;
     k->best_anchor = best_anchor_generic;
@@ -106,6 +107,7 @@ void mbx_kernels_select(mbx_kernels *k, int force_generic)
             k->rank = rank_v3;
             k->rank_list = rank_list_v3;
             k->row = row_v3;
+            k->rows8 = rows8_v3;
             k->finite = finite_v3;
             k->iou_all = iou_all_v3;
             k->best_anchor = best_anchor_v3;

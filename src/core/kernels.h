@@ -136,6 +136,12 @@ typedef struct mbx_kernels {
     double (*row)(const mbx_kparams *kp, const float *z, int64_t target, float scale,
                   float *grad);
     /*
+     * Eight rows at once: loss[r] = row(kp, z[r], target[r], scale, grad[r])
+     * for r < 8, the same bits (grad[r] may be NULL).
+     */
+    void (*rows8)(const mbx_kparams *kp, const float *const z[8], const int64_t target[8],
+                  float scale, float *const grad[8], double loss[8]);
+    /*
      * The image pass.  IoU of every GT gts[0..n) with every anchor, exactly
      * as torchvision's box_iou in double, and the threshold step and ignore
      * band: for a < an->count, match[a] = the first GT reaching the anchor's

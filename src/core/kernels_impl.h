@@ -148,23 +148,31 @@ KINL v8sf KFN(row_lanes_max)(const krow *g, v8si tmask, const float *z, v8sf *fi
 
 /*
  * row_rest before its horizontal sums: *s gets the lanes of the terms below
- * the maximum m, *cnt minus the lanes' counts of columns equal to m.
+ * the maximum m, *cnt minus the lanes' counts of columns equal to m.  With
+ * e (not NULL), e[0..C) also gets every column's e^(z - m), the maximum's
+ * included: the softmax gradient's numerators, kept for grad_finish.
  */
 KINL void KFN(row_rest_lanes)(const krow *g, v8si tmask, const float *z, float m, v8sf *s,
-                              v8si *cnt)
+                              v8si *cnt, float *e)
 {
     const v8sf mv = vset1(m);
     v8sf acc = vset1(0.0f);
     v8si c = vset1i(0);
     for (int64_t j = 0; j < g->nfull; j++) {
         v8sf d = vload(z + 8 * j) - mv;
-        acc += vand(d < vset1(0.0f), KFN(vexp_neg)(d));
+        v8sf x = KFN(vexp_neg)(d);
+        acc += vand(d < vset1(0.0f), x);
         c += d == vset1(0.0f);
+        if (e)
+            vstore(e + 8 * j, x);
     }
     if (g->tail) {
         v8sf d = KFN(tail_load)(g, z, -FLT_MAX) - mv;
-        acc += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
+        v8sf x = KFN(vexp_neg)(d);
+        acc += vand(tmask & (d < vset1(0.0f)), x);
         c += tmask & (d == vset1(0.0f));
+        if (e)
+            KFN(tail_store)(g, e, x);
     }
     *s = acc;
     *cnt = c;
@@ -178,13 +186,13 @@ KINL float KFN(row_max)(const krow *g, v8si tmask, const float *z, v8sf *fin)
 
 /*
  * s = sum of e^(z_k - m) over every column but one maximal one: the terms
- * below the maximum plus (number of maxima - 1).
+ * below the maximum plus (number of maxima - 1).  e as row_rest_lanes.
  */
-KINL float KFN(row_rest)(const krow *g, v8si tmask, const float *z, float m)
+KINL float KFN(row_rest)(const krow *g, v8si tmask, const float *z, float m, float *e)
 {
     v8sf s;
     v8si cnt;
-    KFN(row_rest_lanes)(g, tmask, z, m, &s, &cnt);
+    KFN(row_rest_lanes)(g, tmask, z, m, &s, &cnt, e);
     /* The sum in sum8's order, so a row ranks the same alone or among eight. */
     const v4sf h = __builtin_shufflevector(s, s, 0, 2, 4, 6) + __builtin_shufflevector(s, s, 1, 3, 5, 7);
     return ((h[0] + h[1]) + (h[2] + h[3])) + (float)(-vhsumi(cnt) - 1);
@@ -261,7 +269,7 @@ KINL void KFN(rank_softmax8)(const krow *g, v8si tmask, const float *const z[8],
     v8sf s[8];
     v8si cnt[8];
     for (int r = 0; r < 8; r++)
-        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r]);
+        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r], NULL);
     const v8si count = -KFN(sum8i)(cnt);
     vstore(out, KFN(sum8)(s) + __builtin_convertvector(count - vset1i(1), v8sf));
     for (int r = 0; r < 8; r++)
@@ -298,7 +306,7 @@ KATTR static int KFN(rank_softmax)(const mbx_kparams *kp, const float *conf, int
     for (int64_t a = 0; a < A; a++) {
         const float *z = conf + a * g.C;
         const float m = KFN(row_max)(&g, tmask, z, &fin);
-        rank[a] = KFN(row_rest)(&g, tmask, z, m);
+        rank[a] = KFN(row_rest)(&g, tmask, z, m, NULL);
         scratch[a] = m - z[target];
     }
     KFN(add_log1p)(rank, scratch, A);
@@ -397,7 +405,7 @@ KATTR static int KFN(rank_list)(const mbx_kparams *kp, const float *conf, const 
         const float *z = conf + (int64_t)idx[i] * g.C;
         if (kp->kind == MBX_CONF_SOFTMAX) {
             const float m = KFN(row_max)(&g, tmask, z, &fin);
-            out[i] = KFN(row_rest)(&g, tmask, z, m);
+            out[i] = KFN(row_rest)(&g, tmask, z, m, NULL);
             scratch[i] = m - z[target];
         } else if (kp->kind == MBX_CONF_SIGMOID) {
             out[i] = KFN(sigmoid_rank_row)(&g, tmask, ttail, z, target, &fin);
@@ -496,49 +504,77 @@ KINL void KFN(acc_double)(v4df *acc, v8sf v)
             __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4df);
 }
 
+/*
+ * The softmax gradient from the numerators row_rest_lanes left in grad[]:
+ * grad = scale (e inv - onehot(target)), inv = 1 / (1 + s).
+ */
+KINL void KFN(grad_finish)(const krow *g, float *grad, int64_t target, float inv, float scale)
+{
+    const v8sf vi = vset1(inv), sc = vset1(scale);
+    /* The tail vector overlaps the last full one: read it before that is rewritten. */
+    v8sf tail = vset1(0.0f);
+    if (g->tail) {
+        v8sf t = vand(KFN(target_mask)(g->tail_off, target), vset1(1.0f));
+        tail = (KFN(tail_load)(g, grad, 0.0f) * vi - t) * sc;
+    }
+    for (int64_t j = 0; j < g->nfull; j++) {
+        v8sf t = vand(KFN(target_mask)(8 * j, target), vset1(1.0f));
+        vstore(grad + 8 * j, (vload(grad + 8 * j) * vi - t) * sc);
+    }
+    if (g->tail)
+        KFN(tail_store)(g, grad, tail);
+}
+
+/*
+ * Softmax: loss = (m - z_t) + ln(1 + s), s = row_rest (its sum order: the
+ * same alone or among eight), ln(1 + s) by vlog1p (float32-accurate, within
+ * mbx_rank_bound as the ranking values), the sum in double.  rows8_softmax
+ * gives every row the same bits.
+ */
 KATTR static double KFN(row_softmax)(const mbx_kparams *kp, const float *z, int64_t target,
                                      float scale, float *grad)
 {
     krow g;
     krow_init(&g, kp->num_classes);
     const v8si tmask = KFN(tail_mask)(&g);
-    v8sf mx = vset1(-FLT_MAX), vt = vset1(0.0f);
-    for (int64_t j = 0; j < g.nfull; j++)
-        mx = KVMAX(mx, vload(z + 8 * j));
-    if (g.tail) {
-        vt = KFN(tail_load)(&g, z, -FLT_MAX);
-        mx = KVMAX(mx, vt);
+    v8sf fin = vset1(0.0f); /* unused: counted rows are finite */
+    const float m = KFN(row_max)(&g, tmask, z, &fin);
+    const float rest = KFN(row_rest)(&g, tmask, z, m, grad);
+    if (grad)
+        KFN(grad_finish)(&g, grad, target, 1.0f / (1.0f + rest), scale);
+    const v8sf lp = KFN(vlog1p)(vset1(rest));
+    return ((double)m - (double)z[target]) + (double)lp[0];
+}
+
+/*
+ * Eight softmax rows at once, each exactly as row_softmax: the maxima by
+ * max8, the sums by sum8 and one vlog1p for the eight, which spares each
+ * row its horizontal reductions and its logarithm.
+ */
+KINL void KFN(rows8_softmax)(const krow *g, v8si tmask, const float *const z[8],
+                             const int64_t target[8], float scale, float *const grad[8],
+                             double loss[8])
+{
+    v8sf fin = vset1(0.0f); /* unused: counted rows are finite */
+    v8sf m[8];
+    for (int r = 0; r < 8; r++)
+        m[r] = KFN(row_lanes_max)(g, tmask, z[r], &fin);
+    float mx[8];
+    vstore(mx, KFN(max8)(m));
+    v8sf s[8];
+    v8si cnt[8];
+    for (int r = 0; r < 8; r++)
+        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r], grad[r]);
+    const v8si count = -KFN(sum8i)(cnt);
+    const v8sf rest = KFN(sum8)(s) + __builtin_convertvector(count - vset1i(1), v8sf);
+    float inv[8], lp[8];
+    vstore(inv, vset1(1.0f) / (vset1(1.0f) + rest));
+    vstore(lp, KFN(vlog1p)(rest));
+    for (int r = 0; r < 8; r++) {
+        if (grad[r])
+            KFN(grad_finish)(g, grad[r], target[r], inv[r], scale);
+        loss[r] = ((double)mx[r] - (double)z[r][target[r]]) + (double)lp[r];
     }
-    const float m = vhmax(mx);
-    const v8sf mv = vset1(m);
-    v8sf s = vset1(0.0f);
-    v8si cnt = vset1i(0);
-    for (int64_t j = 0; j < g.nfull; j++) {
-        v8sf d = vload(z + 8 * j) - mv;
-        s += vand(d < vset1(0.0f), KFN(vexp_neg)(d));
-        cnt += d == vset1(0.0f);
-    }
-    if (g.tail) {
-        v8sf d = vt - mv;
-        s += vand(tmask & (d < vset1(0.0f)), KFN(vexp_neg)(d));
-        cnt += tmask & (d == vset1(0.0f));
-    }
-    const float rest = vhsum(s) + (float)(-vhsumi(cnt) - 1); /* sum(e) - 1 */
-    if (grad) {
-        const v8sf inv = vset1(1.0f / (1.0f + rest));
-        const v8sf sc = vset1(scale);
-        for (int64_t j = 0; j < g.nfull; j++) {
-            v8sf e = KFN(vexp_neg)(vload(z + 8 * j) - mv);
-            v8sf t = vand(KFN(target_mask)(8 * j, target), vset1(1.0f));
-            vstore(grad + 8 * j, (e * inv - t) * sc);
-        }
-        if (g.tail) {
-            v8sf e = KFN(vexp_neg)(vt - mv);
-            v8sf t = vand(KFN(target_mask)(g.tail_off, target), vset1(1.0f));
-            KFN(tail_store)(&g, grad, (e * inv - t) * sc);
-        }
-    }
-    return ((double)m - (double)z[target]) + log1p((double)rest);
 }
 
 /* Sigmoid: sum of BCE-with-logits; gradient sigmoid(z) - t. */
@@ -628,6 +664,20 @@ KATTR static double KFN(row)(const mbx_kparams *kp, const float *z, int64_t targ
     default:
         return KFN(row_softmax)(kp, z, target, scale, grad);
     }
+}
+
+KATTR static void KFN(rows8)(const mbx_kparams *kp, const float *const z[8],
+                             const int64_t target[8], float scale, float *const grad[8],
+                             double loss[8])
+{
+    if (kp->kind != MBX_CONF_SOFTMAX) {
+        for (int r = 0; r < 8; r++)
+            loss[r] = KFN(row)(kp, z[r], target[r], scale, grad[r]);
+        return;
+    }
+    krow g;
+    krow_init(&g, kp->num_classes);
+    KFN(rows8_softmax)(&g, KFN(tail_mask)(&g), z, target, scale, grad, loss);
 }
 
 

@@ -336,6 +336,55 @@ static void test_row_gradient(void **state)
 }
 
 /* Logits of +-1e4 and beyond: finite losses and gradients. */
+/*
+ * rows8 gives each of its eight rows the bits row gives it alone: loss and
+ * gradient, every kind, C across the vector widths (tails that are copies,
+ * that overlap a full vector, and none), rows with ties and huge logits,
+ * some gradients not asked.
+ */
+static void test_rows8_same_bits(void **state)
+{
+    (void)state;
+    mbx_kernels k[2];
+    const int nv = variants(k);
+    rng r = {11};
+    for (int v = 0; v < nv; v++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int64_t C = 1; C <= 90; C += (C < 26 ? 1 : 16)) {
+                if (kind == MBX_CONF_SOFTMAX && C < 2)
+                    continue;
+                mbx_kparams kp = {(mbx_conf_loss)kind, C, 0.25, kind == 2 ? 2.0 : 0.0, 0.25f,
+                                  kind == 2 ? 2.0f : 0.0f};
+                float z[8][96], g8[8][96], g1[96];
+                const float *zp[8];
+                float *gp[8];
+                int64_t target[8];
+                double loss[8];
+                for (int rep = 0; rep < 4; rep++) {
+                    for (int i = 0; i < 8; i++) {
+                        random_row(&r, z[i], C, (rep + i) % 4);
+                        zp[i] = z[i];
+                        target[i] = kind == 0 ? (i * 5 + rep) % C : (i * 5 + rep) % (C + 1) - 1;
+                        gp[i] = (i + rep) % 5 == 4 ? NULL : g8[i];
+                        for (int c = 0; c < 96; c++)
+                            g8[i][c] = -7.0f; /* untouched past C */
+                    }
+                    k[v].rows8(&kp, zp, target, 0.375f, gp, loss);
+                    for (int i = 0; i < 8; i++) {
+                        const double one = k[v].row(&kp, z[i], target[i], 0.375f, gp[i] ? g1 : NULL);
+                        if (memcmp(&one, &loss[i], sizeof one) != 0)
+                            fail_msg("%s kind %d C %lld row %d: rows8 loss %.17g, row %.17g",
+                                     k[v].name, kind, (long long)C, i, loss[i], one);
+                        if (gp[i]) {
+                            assert_memory_equal(g8[i], g1, (size_t)C * sizeof(float));
+                            for (int c = (int)C; c < 96; c++)
+                                assert_true(g8[i][c] == -7.0f);
+                        }
+                    }
+                }
+            }
+}
+
 static void test_row_extremes(void **state)
 {
     (void)state;
@@ -493,7 +542,7 @@ int main(void)
         cmocka_unit_test(test_vexp),          cmocka_unit_test(test_vlog1p),
         cmocka_unit_test(test_rank_bound),    cmocka_unit_test(test_row_gradient),
         cmocka_unit_test(test_row_extremes),  cmocka_unit_test(test_finiteness),
-        cmocka_unit_test(test_kth_largest),
+        cmocka_unit_test(test_kth_largest),   cmocka_unit_test(test_rows8_same_bits),
     };
     return cmocka_run_group_tests_name("core kernels", tests, NULL, NULL);
 }
