@@ -773,8 +773,8 @@ KINL void KFN(group_bound)(const KFN(iou_ctx) *c, const mbx_bound_cols *g, int64
  * One GT's pass over the anchors' groups: writes to cand[] the blocks its
  * box meets whose IoU bound is in reach of lo but not of hi (hi > 1
  * includes them all: no bound reaches above 1 by the slack), their bounds
- * to cub[], and returns their number.  Only the blocks of superblocks whose
- * bound reaches lo are looked at.
+ * to cub[] unless it is NULL, and returns their number.  Only the blocks
+ * of superblocks whose bound reaches lo are looked at.
  */
 KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double hi,
                           int32_t *cand, double *cub)
@@ -801,10 +801,11 @@ KINL int64_t KFN(gt_scan)(const KFN(iou_ctx) *c, int64_t nsv, double lo, double 
                 const v4di hit = meets & (num >= vlo * den) & (num < vhi * den);
                 if (!KANY4(hit))
                     continue;
-                const v4df ub = num / den;
+                const v4df ub = cub ? num / den : num;
                 for (int l = 0; l < 4; l++) { /* nc <= blk + l: within the arrays */
                     cand[nc] = (int32_t)(blk + l);
-                    cub[nc] = ub[l];
+                    if (cub)
+                        cub[nc] = ub[l];
                     nc -= hit[l]; /* lanes are 0 or -1 */
                 }
             }
@@ -923,15 +924,23 @@ KINL void KFN(gt_rest)(const KFN(iou_ctx) *c, int64_t nsv, double t0, const uint
  * Block blk for GT index gidx in the image pass's step 1: each anchor's
  * (best[], best_gt[]) takes the GT's IoU where it reaches floor and beats
  * the anchor's best (strictly: GTs come in increasing order, so the first
- * reaching the maximum stays), and the GT's (*gbest, *garg) folds the
- * block as block_best.  Only lanes that may reach floor or *gbest are
- * divided (see block_best).
+ * reaching the maximum stays), and the GT's best so far is kept lane by
+ * lane in (*gb, *ga): lane l the largest IoU of the anchors 4i + l seen and
+ * the first reaching it (blocks come in increasing order, so strictly
+ * larger replaces), gt_lanes_best folding the lanes at the end.  Only lanes
+ * that may reach floor or *gate, the largest lane so far, count (as in
+ * block_best): a lane below the gate cannot hold the GT's best, and a tie
+ * with it still passes.  Every lane is divided, without branches on the
+ * needs, which the lanes make unpredictable.
  */
 KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di gidx,
-                          double *best, int64_t *best_gt, double *gbest, int64_t *garg)
+                          double *best, int64_t *best_gt, v4df *gb, v4di *ga, double *gate)
 {
     const v4df shrink = vset1d(1.0 - 0x1p-50);
+    const v4df vgate = vset1d(*gate);
     const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
+    v4df lb = *gb;
+    v4di la = *ga;
     for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
         const int64_t a = a0 + 4 * v;
         v4df inter, uni;
@@ -939,19 +948,38 @@ KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di 
         const v4di pos = inter > vset1d(0.0);
         const v4df us = uni * shrink;
         const v4di need_a = pos & (inter >= vfloor * us);
-        const v4di need_g = pos & (inter >= vset1d(*gbest) * us);
-        if (!KANY4(need_a | need_g))
-            continue;
+        const v4di need_g = pos & (inter >= vgate * us);
         const v4df iou = inter / uni;
-        if (KANY4(need_a)) {
-            const v4df b = vloadd(best + a);
-            const v4di up = need_a & (iou > b);
-            vstored(best + a, vblendd(up, iou, b));
-            vstorel(best_gt + a, vblendl(up, gidx, vloadl(best_gt + a)));
-        }
-        if (KANY4(need_g))
-            KFN(fold_best4)(need_g, iou, a, NULL, gbest, garg);
+        const v4df b = vloadd(best + a);
+        const v4di upa = need_a & (iou > b);
+        vstored(best + a, vblendd(upa, iou, b));
+        vstorel(best_gt + a, vblendl(upa, gidx, vloadl(best_gt + a)));
+        const v4di up = need_g & (iou > lb);
+        lb = vblendd(up, iou, lb);
+        const v4di lanes = vset1l(a) + (v4di){0, 1, 2, 3};
+        la = vblendl(up, lanes, la);
     }
+    *gb = lb;
+    *ga = la;
+    *gate = fmax(fmax(lb[0], lb[1]), fmax(lb[2], lb[3]));
+}
+
+/*
+ * The GT's best of block_both's lanes: the largest IoU and the lowest
+ * anchor reaching it (0 and anchor 0 when no lane saw an overlap), as
+ * block_best's sequential fold would have found.
+ */
+KINL void KFN(gt_lanes_best)(v4df gb, v4di ga, double *gbest, int64_t *garg)
+{
+    double b = gb[0];
+    int64_t arg = ga[0];
+    for (int l = 1; l < 4; l++)
+        if (gb[l] > b || (gb[l] == b && ga[l] < arg)) {
+            b = gb[l];
+            arg = ga[l];
+        }
+    *gbest = b;
+    *garg = arg;
 }
 
 /*
@@ -1112,9 +1140,10 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
             KFN(iou_ctx) c;
             KFN(iou_ctx_init)(&c, an, &gts[g]);
             const v4di gidx = vset1l(gts[g].index);
-            const int64_t nc = KFN(gt_scan)(&c, nsv, floor, 2.0, ws->cand, ws->cub);
-            double gbest = 0.0;
-            int64_t garg = 0;
+            const int64_t nc = KFN(gt_scan)(&c, nsv, floor, 2.0, ws->cand, NULL);
+            v4df gb = vset1d(0.0);
+            v4di ga = vset1l(0);
+            double gate = 0.0;
             for (int64_t i = 0; i < nc; i++) {
                 const int64_t blk = ws->cand[i];
                 if (!touched[blk]) {
@@ -1124,8 +1153,11 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
                         vstorel(best_gt + blk * MBX_ANCHOR_BLOCK + 4 * v, first);
                     }
                 }
-                KFN(block_both)(&c, blk, vfloor, gidx, best, best_gt, &gbest, &garg);
+                KFN(block_both)(&c, blk, vfloor, gidx, best, best_gt, &gb, &ga, &gate);
             }
+            double gbest;
+            int64_t garg;
+            KFN(gt_lanes_best)(gb, ga, &gbest, &garg);
             KFN(gt_rest)(&c, nsv, floor, NULL, ws, &gbest, &garg);
             gt_value[g] = gbest;
             gt_arg[g] = garg;
