@@ -28,6 +28,7 @@ typedef enum opt_id {
     OPT_REQUEST_TIMEOUT,
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_FORMAT,
+    OPT_STREAM_UPLOAD,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_CONNECTIONS_PER_IP,
     OPT_HEADER_TIMEOUT,
@@ -60,6 +61,7 @@ static const opt_def opts[OPT_COUNT] = {
     [OPT_REQUEST_TIMEOUT] = {"request-timeout", "MULTIBOX_REQUEST_TIMEOUT", 1},
     [OPT_DRAIN_TIMEOUT] = {"drain-timeout", "MULTIBOX_DRAIN_TIMEOUT", 1},
     [OPT_LOG_FORMAT] = {"log-format", "MULTIBOX_LOG_FORMAT", 1},
+    [OPT_STREAM_UPLOAD] = {"stream-upload", "MULTIBOX_STREAM_UPLOAD", 1},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "MULTIBOX_MAX_CONNECTIONS", 1},
     [OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "MULTIBOX_MAX_CONNECTIONS_PER_IP", 1},
     [OPT_HEADER_TIMEOUT] = {"header-timeout", "MULTIBOX_HEADER_TIMEOUT", 1},
@@ -119,6 +121,7 @@ void svc_config_default(svc_config *cfg)
     cfg->request_timeout_s = 60;
     cfg->drain_timeout_s = 30;
     cfg->log_format = SVC_LOG_TEXT;
+    cfg->stream_upload = SVC_STREAM_AUTO;
     cfg->max_connections = 1024;
     cfg->max_connections_per_ip = 0;
     cfg->header_timeout_s = 0; /* resolved to the request timeout after parsing */
@@ -363,6 +366,17 @@ static int apply(svc_config *cfg, opt_id id, const char *v, const char *where, c
             return fail(err, errlen, "%s: invalid value '%s' (expected text or json)", where,
                         v);
         return 0;
+    case OPT_STREAM_UPLOAD:
+        if (strcmp(v, "auto") == 0)
+            cfg->stream_upload = SVC_STREAM_AUTO;
+        else if (strcmp(v, "always") == 0)
+            cfg->stream_upload = SVC_STREAM_ALWAYS;
+        else if (strcmp(v, "never") == 0)
+            cfg->stream_upload = SVC_STREAM_NEVER;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (expected auto, always or never)",
+                        where, v);
+        return 0;
     case OPT_PROBE:
         if (!*v || strlen(v) >= sizeof cfg->probe_url)
             return fail(err, errlen, "%s: invalid URL", where);
@@ -470,6 +484,10 @@ void svc_config_usage(FILE *out)
           "                              (MULTIBOX_DRAIN_TIMEOUT, default 30s)\n"
           "  --log-format text|json      format of the log lines on stderr\n"
           "                              (MULTIBOX_LOG_FORMAT, default text)\n"
+          "  --stream-upload auto|always|never\n"
+          "                              start a binary request's loss while its body\n"
+          "                              still arrives; auto: for clients on other hosts\n"
+          "                              (MULTIBOX_STREAM_UPLOAD, default auto)\n"
           "  --max-connections N         open connections at most; more are refused\n"
           "                              (MULTIBOX_MAX_CONNECTIONS, default 1024)\n"
           "  --max-connections-per-ip N  open connections per client address, 0: no limit\n"

@@ -18,6 +18,18 @@ struct svc_tls;
 
 #define SVC_PATH_MAX 1024
 
+/*
+ * When a binary request's loss may start while its body still arrives
+ * (job_oip.c): the overlap pays when the upload leaves the cores idle, as a
+ * remote client's does; a client on this host spends the same cores on the
+ * upload, where starting early only adds contention.
+ */
+typedef enum svc_stream_upload {
+    SVC_STREAM_AUTO,   /* clients on other hosts only */
+    SVC_STREAM_ALWAYS,
+    SVC_STREAM_NEVER,
+} svc_stream_upload;
+
 typedef struct svc_config {
     char listen_host[256];        /* IPv4/IPv6 literal or host name, no brackets */
     int listen_port;              /* 0..65535; 0 picks an ephemeral port */
@@ -30,6 +42,7 @@ typedef struct svc_config {
     svc_log_format log_format;
     int help, version;            /* --help / --version asked */
     char probe_url[1024];         /* --probe URL, "" when not asked */
+    svc_stream_upload stream_upload;
 
     /* Hardening. */
     int max_connections;          /* 1..1000000 open connections (capped by RLIMIT_NOFILE) */

@@ -78,6 +78,24 @@ static int header_length(const svc_request *r, size_t *len)
 
 static void follow_upload(svc_request *r, size_t header_len);
 
+/*
+ * Whether r's loss may start while its body arrives (svc_stream_upload):
+ * by default only for a client on another host, whose upload leaves our
+ * cores idle; a local client's upload runs on them (measured on 2 cores,
+ * batch 32 over loopback: 1.2x the time of reading the body first).
+ */
+static int stream_upload(const svc_request *r)
+{
+    switch (r->app->cfg.stream_upload) {
+    case SVC_STREAM_ALWAYS:
+        return 1;
+    case SVC_STREAM_NEVER:
+        return 0;
+    default:
+        return !svc_request_client_is_local(r);
+    }
+}
+
 int svc_oip_begin(svc_request *r)
 {
     const svc_config *cfg = &r->app->cfg;
@@ -122,7 +140,7 @@ int svc_oip_begin(svc_request *r)
         return -1;
     }
     r->body_offset = (BODY_ALIGN - hl % BODY_ALIGN) % BODY_ALIGN;
-    if (r->has_length && hl < r->content_length)
+    if (r->has_length && hl < r->content_length && stream_upload(r))
         follow_upload(r, hl);
     return 0;
 }

@@ -457,7 +457,8 @@ static void test_help_version(void **state)
         "--request-timeout", "--drain-timeout", "--log-format", "--probe", "--help",
         "--version", "MULTIBOX_LISTEN", "MULTIBOX_WORKERS", "MULTIBOX_QUEUE_DEPTH",
         "MULTIBOX_MAX_BODY_BYTES", "MULTIBOX_MAX_JSON_BODY_BYTES", "MULTIBOX_REQUEST_TIMEOUT",
-        "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT"};
+        "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "--stream-upload",
+        "MULTIBOX_STREAM_UPLOAD"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         assert_non_null(strstr(out, words[i]));
     free(out);

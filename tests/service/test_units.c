@@ -118,7 +118,7 @@ static void clear_env(void)
     static const char *const names[] = {
         "MULTIBOX_LISTEN", "MULTIBOX_WORKERS", "MULTIBOX_QUEUE_DEPTH",
         "MULTIBOX_MAX_BODY_BYTES", "MULTIBOX_MAX_JSON_BODY_BYTES", "MULTIBOX_REQUEST_TIMEOUT",
-        "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT"};
+        "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "MULTIBOX_STREAM_UPLOAD"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
@@ -147,6 +147,7 @@ static void test_config_defaults(void **state)
     assert_true(cfg.request_timeout_s == 60);
     assert_true(cfg.drain_timeout_s == 30);
     assert_int_equal(cfg.log_format, SVC_LOG_TEXT);
+    assert_int_equal(cfg.stream_upload, SVC_STREAM_AUTO);
     assert_int_equal(cfg.help, 0);
     assert_int_equal(cfg.version, 0);
     assert_string_equal(cfg.probe_url, "");
@@ -174,6 +175,13 @@ static void test_config_flags_and_env(void **state)
     assert_int_equal(cfg.log_format, SVC_LOG_JSON);
     assert_string_equal(cfg.listen_host, "127.0.0.1");
     assert_int_equal(cfg.listen_port, 0);
+    assert_int_equal(parse(&cfg, err, "--stream-upload", "always", NULL), 0);
+    assert_int_equal(cfg.stream_upload, SVC_STREAM_ALWAYS);
+    setenv("MULTIBOX_STREAM_UPLOAD", "never", 1);
+    assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
+    assert_int_equal(cfg.stream_upload, SVC_STREAM_NEVER);
+    assert_int_equal(parse(&cfg, err, "--stream-upload=auto", NULL, NULL), 0);
+    assert_int_equal(cfg.stream_upload, SVC_STREAM_AUTO);
 
     /* A flag overrides its twin, and then the twin is not even parsed. */
     setenv("MULTIBOX_WORKERS", "not-a-number", 1);
@@ -201,6 +209,7 @@ static void test_config_errors(void **state)
         {"--max-body-bytes", "0"},   {"--max-json-body-bytes", "lots"},
         {"--request-timeout", "0"},  {"--request-timeout", "abc"},
         {"--drain-timeout", "-3"},   {"--log-format", "xml"},
+        {"--stream-upload", "yes"},
         {"--listen", "nohostport"},  {"--bogus", "1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

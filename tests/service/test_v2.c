@@ -35,7 +35,8 @@ static int teardown_failed;
 static int setup(void **state)
 {
     (void)state;
-    static const char *const args[] = {"--workers", "2", NULL};
+    /* Streaming always, for the targets-first requests: this client is local. */
+    static const char *const args[] = {"--workers", "2", "--stream-upload", "always", NULL};
     return server_start(&srv, args, NULL, 0);
 }
 

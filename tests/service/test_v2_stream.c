@@ -12,7 +12,9 @@
  *     check for leaks when the server exits);
  *   - errors found while the body still arrives (a label out of range in
  *     the targets, NaN in the first image's conf) and framing errors give
- *     the status and message of the same request in the usual order.
+ *     the status and message of the same request in the usual order;
+ *   - --stream-upload: by default (auto) a client on this host, as this
+ *     test's, is not streamed, nor any with never; the answers are the same.
  * Binary answers are decoded by test_oip_util.c's decoder.
  */
 #include <setjmp.h>
@@ -42,8 +44,11 @@ static int teardown_failed;
 static int setup(void **state)
 {
     (void)state;
-    /* One worker: a stalled upload that held it would block every other request. */
-    static const char *const args[] = {"--workers", "1", NULL};
+    /*
+     * One worker: a stalled upload that held it would block every other
+     * request.  Streaming always: this client is local (test_stream_policy).
+     */
+    static const char *const args[] = {"--workers", "1", "--stream-upload", "always", NULL};
     return server_start(&srv, args, NULL, 0);
 }
 
@@ -445,6 +450,39 @@ static void test_errors_while_streaming(void **state)
     wait_idle("after the errors");
 }
 
+/*
+ * --stream-upload auto (the default) and never, on a server restarted so:
+ * the paced targets-first upload from this host is read whole before the
+ * loss starts (the streamed count stays), with the same answer; the last
+ * test, as it replaces the shared server.
+ */
+static void test_stream_policy(void **state)
+{
+    (void)state;
+    static const char *const defaults[] = {"--workers", "1", NULL};
+    static const char *const never[] = {"--workers", "1", "--stream-upload", "never", NULL};
+    const char *const *const configs[] = {defaults, never};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(server_stop(&srv, SIGTERM, 60), 0);
+        assert_int_equal(server_start(&srv, configs[i], NULL, 0), 0);
+        stream_case c;
+        case_load(&c, "ssd300_voc_b2");
+        const char *label = i == 0 ? "auto, local client" : "never";
+        int fd = connect_server();
+        send_paced(fd, &c.first, c.B, c.B, 30);
+        v2_resp r;
+        read_answer(fd, &r);
+        close(fd);
+        if (r.status != 200)
+            fail_msg("%s: %ld %.300s", label, r.status, r.body);
+        same_answer(&r, &c.answer, label);
+        v2_resp_free(&r);
+        if (metric("multibox_streamed_requests_total") != 0)
+            fail_msg("%s: the upload was streamed", label);
+        case_free(&c);
+    }
+}
+
 int main(int argc, char **argv)
 {
     harness_init(argc, argv);
@@ -454,6 +492,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stall_holds_no_worker),
         cmocka_unit_test(test_abandoned_uploads),
         cmocka_unit_test(test_errors_while_streaming),
+        cmocka_unit_test(test_stream_policy),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
