@@ -207,6 +207,16 @@ static void prefetch_row(const float *p, int64_t n)
     __builtin_prefetch(c + bytes - 1, 1);
 }
 
+/* Prefetches row p[n] for reading. */
+static void prefetch_row_read(const float *p, int64_t n)
+{
+    const char *c = (const char *)p;
+    const int64_t bytes = n * (int64_t)sizeof(float);
+    for (int64_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(c + off);
+    __builtin_prefetch(c + bytes - 1);
+}
+
 /*
  * rows[] = the anchors whose role counts (POSITIVE or NEGATIVE: ~2%), in
  * increasing order; returns their number.  Roles 1 and 2 are the ones whose
@@ -266,10 +276,7 @@ static void write_known(mbx_loss *ctx, int64_t image, mbx_slot *slot, const floa
         const int64_t a = rows[i];
         if (i + PREFETCH_AHEAD < n) {
             const int64_t ra = rows[i + PREFETCH_AHEAD];
-            const float *ahead = conf + ra * C;
-            for (int64_t off = 0; off < C; off += 16)
-                __builtin_prefetch(ahead + off);
-            __builtin_prefetch(ahead + C - 1);
+            prefetch_row_read(conf + ra * C, C);
             /* The gradient rows were zeroed past the caches: fetch them for writing. */
             if (res->grad_conf)
                 prefetch_row(res->grad_conf + (image * A + ra) * C, C);
@@ -449,10 +456,7 @@ void mbx_image_grad(mbx_loss *ctx, int64_t image, mbx_slot *slot, const float *l
             if (gc) {
                 prefetch_row(gc + ahead * C, C);
             } else if (cval && !conf_rows) { /* computed here, from conf long out of the caches */
-                const float *z = conf + ahead * C;
-                for (int64_t off = 0; off < C; off += 16)
-                    __builtin_prefetch(z + off);
-                __builtin_prefetch(z + C - 1);
+                prefetch_row_read(conf + ahead * C, C);
             }
             __builtin_prefetch(loc + 4 * ahead);
         }

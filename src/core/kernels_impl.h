@@ -253,25 +253,33 @@ KINL v8si KFN(sum8i)(const v8si v[8])
 }
 
 /*
- * Softmax ranking of eight listed rows at once (see rank_softmax): the row
- * maxima by max8 and the sums by sum8, which spares each row its three
- * horizontal reductions.  The sums add the same terms in another fixed
- * order, within the same error bound (mbx_rank_bound).
+ * row_rest of eight rows at once: lane r is row z[r]'s, mx[r] its maximum;
+ * e[r] as row_rest_lanes's e (e NULL: none).  The maxima by max8 and the
+ * sums by sum8, which spares each row its three horizontal reductions; the
+ * sums add the same terms in row_rest's order, so a row's value is the same
+ * alone or among eight.
  */
-KINL void KFN(rank_softmax8)(const krow *g, v8si tmask, const float *const z[8], int64_t target,
-                             float *out, float *scratch, v8sf *fin)
+KINL v8sf KFN(rest8)(const krow *g, v8si tmask, const float *const z[8], float *const *e,
+                     float mx[8], v8sf *fin)
 {
     v8sf m[8];
     for (int r = 0; r < 8; r++)
         m[r] = KFN(row_lanes_max)(g, tmask, z[r], fin);
-    float mx[8];
     vstore(mx, KFN(max8)(m));
     v8sf s[8];
     v8si cnt[8];
     for (int r = 0; r < 8; r++)
-        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r], NULL);
+        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r], e ? e[r] : NULL);
     const v8si count = -KFN(sum8i)(cnt);
-    vstore(out, KFN(sum8)(s) + __builtin_convertvector(count - vset1i(1), v8sf));
+    return KFN(sum8)(s) + __builtin_convertvector(count - vset1i(1), v8sf);
+}
+
+/* Softmax ranking of eight listed rows at once (see rank_softmax), by rest8. */
+KINL void KFN(rank_softmax8)(const krow *g, v8si tmask, const float *const z[8], int64_t target,
+                             float *out, float *scratch, v8sf *fin)
+{
+    float mx[8];
+    vstore(out, KFN(rest8)(g, tmask, z, NULL, mx, fin));
     for (int r = 0; r < 8; r++)
         scratch[r] = mx[r] - z[r][target];
 }
@@ -547,26 +555,17 @@ KATTR static double KFN(row_softmax)(const mbx_kparams *kp, const float *z, int6
 }
 
 /*
- * Eight softmax rows at once, each exactly as row_softmax: the maxima by
- * max8, the sums by sum8 and one vlog1p for the eight, which spares each
- * row its horizontal reductions and its logarithm.
+ * Eight softmax rows at once, each exactly as row_softmax: the sums by
+ * rest8 and one vlog1p for the eight, which spares each row its horizontal
+ * reductions and its logarithm.
  */
 KINL void KFN(rows8_softmax)(const krow *g, v8si tmask, const float *const z[8],
                              const int64_t target[8], float scale, float *const grad[8],
                              double loss[8])
 {
     v8sf fin = vset1(0.0f); /* unused: counted rows are finite */
-    v8sf m[8];
-    for (int r = 0; r < 8; r++)
-        m[r] = KFN(row_lanes_max)(g, tmask, z[r], &fin);
     float mx[8];
-    vstore(mx, KFN(max8)(m));
-    v8sf s[8];
-    v8si cnt[8];
-    for (int r = 0; r < 8; r++)
-        KFN(row_rest_lanes)(g, tmask, z[r], mx[r], &s[r], &cnt[r], grad[r]);
-    const v8si count = -KFN(sum8i)(cnt);
-    const v8sf rest = KFN(sum8)(s) + __builtin_convertvector(count - vset1i(1), v8sf);
+    const v8sf rest = KFN(rest8)(g, tmask, z, grad, mx, &fin);
     float inv[8], lp[8];
     vstore(inv, vset1(1.0f) / (vset1(1.0f) + rest));
     vstore(lp, KFN(vlog1p)(rest));
@@ -928,19 +927,19 @@ KINL void KFN(gt_rest)(const KFN(iou_ctx) *c, int64_t nsv, double t0, const uint
  * lane in (*gb, *ga): lane l the largest IoU of the anchors 4i + l seen and
  * the first reaching it (blocks come in increasing order, so strictly
  * larger replaces), gt_lanes_best folding the lanes at the end.  Only lanes
- * that may reach floor or *gate, the largest lane so far, count (as in
+ * that may reach floor or the gate, the largest lane so far, count (as in
  * block_best): a lane below the gate cannot hold the GT's best, and a tie
  * with it still passes.  Every lane is divided, without branches on the
  * needs, which the lanes make unpredictable.
  */
 KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di gidx,
-                          double *best, int64_t *best_gt, v4df *gb, v4di *ga, double *gate)
+                          double *best, int64_t *best_gt, v4df *gb, v4di *ga)
 {
     const v4df shrink = vset1d(1.0 - 0x1p-50);
-    const v4df vgate = vset1d(*gate);
-    const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
     v4df lb = *gb;
     v4di la = *ga;
+    const v4df vgate = vset1d(fmax(fmax(lb[0], lb[1]), fmax(lb[2], lb[3])));
+    const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
     for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
         const int64_t a = a0 + 4 * v;
         v4df inter, uni;
@@ -961,7 +960,6 @@ KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di 
     }
     *gb = lb;
     *ga = la;
-    *gate = fmax(fmax(lb[0], lb[1]), fmax(lb[2], lb[3]));
 }
 
 /*
@@ -1143,7 +1141,6 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
             const int64_t nc = KFN(gt_scan)(&c, nsv, floor, 2.0, ws->cand, NULL);
             v4df gb = vset1d(0.0);
             v4di ga = vset1l(0);
-            double gate = 0.0;
             for (int64_t i = 0; i < nc; i++) {
                 const int64_t blk = ws->cand[i];
                 if (!touched[blk]) {
@@ -1153,7 +1150,7 @@ KATTR static int64_t KFN(iou_all)(const mbx_kparams *kp, const mbx_anchor_cols *
                         vstorel(best_gt + blk * MBX_ANCHOR_BLOCK + 4 * v, first);
                     }
                 }
-                KFN(block_both)(&c, blk, vfloor, gidx, best, best_gt, &gb, &ga, &gate);
+                KFN(block_both)(&c, blk, vfloor, gidx, best, best_gt, &gb, &ga);
             }
             double gbest;
             int64_t garg;
