@@ -186,6 +186,11 @@ typedef struct mbx_dense_rows {
     int64_t width;
 } mbx_dense_rows;
 
+/*
+ * The dense [B][A][w] gradient of batch b that sp's rows give: grad_loc
+ * (output MBX_REQUEST_INPUT_LOC, w 4) or grad_conf (w C).  Borrows sp's arrays.
+ */
+mbx_dense_rows mbx_dense_rows_of(const mbx_sparse_grads *sp, int output, const mbx_batch *b);
 void mbx_dense_rows_raw_read(const mbx_dense_rows *s, size_t off, char *out, size_t n);
 /* The length of the base64 text of s's bytes. */
 size_t mbx_dense_rows_b64_size(const mbx_dense_rows *s);

@@ -63,6 +63,14 @@ static void put_row(const mbx_dense_rows *s, int64_t k, size_t row_at, size_t fr
     }
 }
 
+mbx_dense_rows mbx_dense_rows_of(const mbx_sparse_grads *sp, int output, const mbx_batch *b)
+{
+    const int64_t total = b->batch * b->num_anchors;
+    if (output == MBX_REQUEST_INPUT_LOC)
+        return (mbx_dense_rows){sp->loc_rows, sp->loc_values, sp->num_loc, total, 4};
+    return (mbx_dense_rows){sp->conf_rows, sp->conf_values, sp->num_conf, total, b->num_classes};
+}
+
 void mbx_dense_rows_raw_read(const mbx_dense_rows *s, size_t off, char *out, size_t n)
 {
     const size_t row_bytes = (size_t)s->width * sizeof(float);

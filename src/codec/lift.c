@@ -9,9 +9,9 @@
  * reader resolves placeholders back to the bytes in the body, which the
  * base64 decoder reads in place (or, for a string decoded while the body
  * arrived, lift_decode.c, to its decoded bytes).  Keys, array elements,
- * short strings and strings with escapes go through jansson unchanged.  A client sending a
- * placeholder itself can only make the codec read another string of its
- * own body.  Allocates only the table of lifted strings.
+ * short strings and strings with escapes go through jansson unchanged.  A
+ * client sending a placeholder itself can only make the codec read another
+ * string of its own body.  Allocates only the table of lifted strings.
  */
 #include <string.h>
 

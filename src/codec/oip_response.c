@@ -433,10 +433,7 @@ static int render(const mbx_oip_request *req, const mbx_result *res,
             jbuf_put_i64(&jb, (int64_t)len);
             jbuf_putc(&jb, '}');
             resp->rows_segment[grad] = resp->num_segments;
-            resp->rows[grad] = (mbx_dense_rows){grad ? given->conf_rows : given->loc_rows,
-                                                grad ? given->conf_values : given->loc_values,
-                                                grad ? given->num_conf : given->num_loc,
-                                                b->batch * b->num_anchors, v.shape[2]};
+            resp->rows[grad] = mbx_dense_rows_of(given, grad, b);
             resp->segments[resp->num_segments].base = NULL;
             resp->segments[resp->num_segments].len = len;
             resp->num_segments++;

@@ -6,11 +6,12 @@
  * b64 loc and conf so decoded are read by the core where they lie; ones
  * that could not be (left as text) are decoded one image at a time by the
  * match units (ops->load).  Otherwise the body is freed as soon as it is
- * parsed, since the parsed request then holds its own tensors.  Dense b64 gradients are computed as sparse rows and their
- * texts written only as they are sent, a block at a time (mbx_dense_rows):
- * nearly all of them is zero, "AAAA", so neither the dense arrays nor the
- * 37 MB of text of an SSD300 batch of 32 ever exist.  Other answers are
- * rendered whole as JSON text.
+ * parsed, since the parsed request then holds its own tensors.  Dense b64
+ * gradients are computed as sparse rows and their texts written only as
+ * they are sent, a block at a time (mbx_dense_rows): nearly all of them is
+ * zero, "AAAA", so neither the dense arrays nor the 37 MB of text of an
+ * SSD300 batch of 32 ever exist.  Other answers are rendered whole as JSON
+ * text.
  */
 #include <stdlib.h>
 
@@ -102,11 +103,9 @@ static int render_from_rows(loss_job *j, mbx_detail *d)
     if (!a)
         return mbx_detail_set(d, MBX_E_OUT_OF_MEMORY, "out of memory");
     svc_split_take_sparse(&j->base, &a->rows);
-    const mbx_batch *bt = &j->parsed->batch;
-    const int64_t rows = bt->batch * bt->num_anchors;
-    a->text[0] = (mbx_dense_rows){a->rows.loc_rows, a->rows.loc_values, a->rows.num_loc, rows, 4};
-    a->text[1] = (mbx_dense_rows){a->rows.conf_rows, a->rows.conf_values, a->rows.num_conf, rows,
-                                bt->num_classes};
+    const mbx_sparse_grads view = svc_sparse_view(&a->rows);
+    a->text[0] = mbx_dense_rows_of(&view, MBX_REQUEST_INPUT_LOC, &j->parsed->batch);
+    a->text[1] = mbx_dense_rows_of(&view, MBX_REQUEST_INPUT_CONF, &j->parsed->batch);
     int rc = 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
         const int64_t bad = mbx_dense_rows_non_finite(&a->text[k]);

@@ -242,9 +242,10 @@ static int oip_render(svc_split_job *sj, mbx_detail *d)
         }
         svc_response_parts(r, 200, ct, a->parts, (unsigned int)a->resp.num_segments,
                            a->resp.body_len, answer_free, a);
-    } else
+    } else {
         svc_response_pieces(r, 200, ct, (const svc_piece *)a->resp.segments,
                             (unsigned int)a->resp.num_segments, a->resp.body_len, answer_free, a);
+    }
     if (a->resp.binary) {
         r->extra_header = IHCL;
         snprintf(r->extra_value, sizeof r->extra_value, "%zu", a->resp.header_len);
