@@ -470,6 +470,13 @@ static json_t *to_b64_f32(const json_t *t, int rank)
     return th_to_b64(t, 4, rank);
 }
 
+char **th_golden_case_names(void)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/cases", th_env("MBX_GOLDEN_DIR"));
+    return th_list_dir(dir, ".json");
+}
+
 /* Golden case name's request with every tensor as b64 float32, as compact text. */
 char *th_golden_b64_body(const char *name)
 {

@@ -52,6 +52,8 @@ int th_b64_decode(const char *s, size_t len, unsigned char **out, size_t *out_le
 /* The test's own base64 encoder; malloc'ed, NUL-terminated. */
 char *th_b64_encode(const unsigned char *in, size_t n);
 
+/* The golden cases' file names (th_free_list), NULL when the directory cannot be read. */
+char **th_golden_case_names(void);
 /* Golden case name's request with every tensor as b64 float32, as compact text (malloc'ed). */
 char *th_golden_b64_body(const char *name);
 /*

@@ -250,9 +250,7 @@ static void check_loads(const char *name, const char *body)
 static void test_loads_equal_plain(void **state)
 {
     (void)state;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/cases", th_env("MBX_GOLDEN_DIR"));
-    char **names = th_list_dir(dir, ".json");
+    char **names = th_golden_case_names();
     assert_non_null(names);
     int n = 0;
     for (char **p = names; *p; p++, n++) {

@@ -179,9 +179,7 @@ static void check_body(const char *body, size_t len, const char *what, size_t *d
 static void test_golden_bodies(void **state)
 {
     (void)state;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/cases", th_env("MBX_GOLDEN_DIR"));
-    char **names = th_list_dir(dir, ".json");
+    char **names = th_golden_case_names();
     assert_non_null(names);
     int n = 0, long_ones = 0;
     for (char **p = names; *p; p++, n++) {

@@ -234,6 +234,20 @@ static void same_answer(const v2_resp *a, const v2_resp *b, const char *label)
     tu_response_free(&db);
 }
 
+/* c's targets-first body sent image by image with pause_ms between: the usual order's answer. */
+static void paced_same_answer(const stream_case *c, int pause_ms, const char *label)
+{
+    int fd = connect_server();
+    send_paced(fd, &c->first, c->B, c->B, pause_ms);
+    v2_resp r;
+    read_answer(fd, &r);
+    close(fd);
+    if (r.status != 200)
+        fail_msg("%s: %ld %.300s", label, r.status, r.body);
+    same_answer(&r, &c->answer, label);
+    v2_resp_free(&r);
+}
+
 /* Paced uploads of the two-image SSD300 case, with short and long pauses. */
 static void test_paced_upload(void **state)
 {
@@ -252,15 +266,7 @@ static void test_paced_upload(void **state)
     for (size_t k = 0; k < sizeof pauses / sizeof pauses[0]; k++) {
         char label[64];
         snprintf(label, sizeof label, "paced, %d ms pauses", pauses[k]);
-        int fd = connect_server();
-        send_paced(fd, &c.first, c.B, c.B, pauses[k]);
-        v2_resp r;
-        read_answer(fd, &r);
-        close(fd);
-        if (r.status != 200)
-            fail_msg("%s: %ld %.300s", label, r.status, r.body);
-        same_answer(&r, &c.answer, label);
-        v2_resp_free(&r);
+        paced_same_answer(&c, pauses[k], label);
         assert_true(metric("multibox_streamed_requests_total") == streamed0 + (double)(k + 1));
     }
     case_free(&c);
@@ -468,15 +474,7 @@ static void test_stream_policy(void **state)
         stream_case c;
         case_load(&c, "ssd300_voc_b2");
         const char *label = i == 0 ? "auto, local client" : "never";
-        int fd = connect_server();
-        send_paced(fd, &c.first, c.B, c.B, 30);
-        v2_resp r;
-        read_answer(fd, &r);
-        close(fd);
-        if (r.status != 200)
-            fail_msg("%s: %ld %.300s", label, r.status, r.body);
-        same_answer(&r, &c.answer, label);
-        v2_resp_free(&r);
+        paced_same_answer(&c, 30, label);
         if (metric("multibox_streamed_requests_total") != 0)
             fail_msg("%s: the upload was streamed", label);
         case_free(&c);
