@@ -35,12 +35,15 @@ typedef struct mbx_kparams {
 
 /*
  * Bounds of groups of anchors as columns: the bounding box of the group's
- * anchors and the range of their areas.  A GT box that does not overlap a
- * group's box has IoU 0 with all of its anchors.
+ * anchors, the range of their areas and their largest width and height.  A
+ * GT box that does not overlap a group's box has IoU 0 with all of its
+ * anchors.
  */
 typedef struct mbx_bound_cols {
-    double *x1, *y1, *x2, *y2, *amin, *amax;
+    double *x1, *y1, *x2, *y2, *amin, *amax, *wmax, *hmax;
 } mbx_bound_cols;
+
+#define MBX_BOUND_COLS 8 /* columns of mbx_bound_cols */
 
 /*
  * Anchors as double-precision xyxy columns, padded to apad (a multiple of

@@ -745,20 +745,22 @@ KINL void KFN(inter4_all)(const KFN(iou_ctx) *c, int64_t a, v4df *inter, v4df *u
  * For the 4 groups of anchors from k of g (blocks or superblocks): *meets
  * = the GT's box overlaps the group's bounds with a positive area (no
  * anchor of the others intersects it), and an upper bound of the GT's IoU
- * with any anchor of the group as the quotient *num / *den.  With I the
- * overlap of the GT and the bounds, an anchor of area s has inter <= m =
- * min(I, s, area_gt) and so IoU <= m / (area_gt + s - m), which grows with
- * s up to s = min(I, area_gt) and falls beyond: its largest value over the
- * group's areas [amin, amax] is at s = that point clamped to the range.
- * den >= area_gt > 0.  A superblock's bound is at least its blocks'.
+ * with any anchor of the group as the quotient *num / *den.  An anchor's
+ * overlap with the GT is at most the bounds' overlap along each axis and
+ * at most the group's largest width and height: I, their product.  An
+ * anchor of area s has inter <= m = min(I, s, area_gt) and so IoU <= m /
+ * (area_gt + s - m), which grows with s up to s = min(I, area_gt) and falls
+ * beyond: its largest value over the group's areas [amin, amax] is at s =
+ * that point clamped to the range.  den >= area_gt > 0.  A superblock's
+ * bound is at least its blocks'.
  */
 KINL void KFN(group_bound)(const KFN(iou_ctx) *c, const mbx_bound_cols *g, int64_t k,
                            v4di *meets, v4df *num, v4df *den)
 {
     v4df w = vmind(vloadd(g->x2 + k), c->vx2) - vmaxd(vloadd(g->x1 + k), c->vx1);
     v4df h = vmind(vloadd(g->y2 + k), c->vy2) - vmaxd(vloadd(g->y1 + k), c->vy1);
-    w = vmaxd(w, vset1d(0.0));
-    h = vmaxd(h, vset1d(0.0));
+    w = vmind(vmaxd(w, vset1d(0.0)), vloadd(g->wmax + k));
+    h = vmind(vmaxd(h, vset1d(0.0)), vloadd(g->hmax + k));
     const v4df I = w * h;
     *meets = I > vset1d(0.0);
     const v4df c0 = vmind(I, c->varea);
@@ -938,7 +940,9 @@ KINL void KFN(block_both)(const KFN(iou_ctx) *c, int64_t blk, v4df vfloor, v4di 
     const v4df shrink = vset1d(1.0 - 0x1p-50);
     v4df lb = *gb;
     v4di la = *ga;
-    const v4df vgate = vset1d(fmax(fmax(lb[0], lb[1]), fmax(lb[2], lb[3])));
+    /* No NaN here (IoUs and zeros): plain comparisons, not libm's fmax. */
+    const double g01 = lb[0] > lb[1] ? lb[0] : lb[1], g23 = lb[2] > lb[3] ? lb[2] : lb[3];
+    const v4df vgate = vset1d(g01 > g23 ? g01 : g23);
     const int64_t a0 = blk * MBX_ANCHOR_BLOCK;
     for (int v = 0; v < MBX_ANCHOR_BLOCK / 4; v++) {
         const int64_t a = a0 + 4 * v;

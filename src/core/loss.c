@@ -35,7 +35,7 @@ static size_t place(layout *l, int64_t count, size_t elem)
 
 /* Offsets of everything mbx_loss_new() carves; the same function sizes and assigns. */
 typedef struct offsets {
-    size_t ax1, ay1, ax2, ay2, aarea, blocks[6], supers[6], loaded, match, role, images, slots;
+    size_t ax1, ay1, ax2, ay2, aarea, blocks[MBX_BOUND_COLS], supers[MBX_BOUND_COLS], loaded, match, role, images, slots;
     size_t touched, best, best_gt, cand, cub, taken, gt_value, gt_arg, gt_done, gts;
     size_t rank, values, aux, scratch, candidates, rows, pending;
     size_t slot_size, first_slot;
@@ -53,7 +53,7 @@ static int plan(const mbx_shape *s, int64_t apad, offsets *o, size_t *total)
     o->ay2 = place(&l, apad, sizeof(double));
     o->aarea = place(&l, apad, sizeof(double));
     const int64_t nbv = mbx_block_count(apad);
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < MBX_BOUND_COLS; k++) {
         o->blocks[k] = place(&l, nbv, sizeof(double));
         o->supers[k] = place(&l, mbx_super_count(apad), sizeof(double));
     }
@@ -143,11 +143,13 @@ int mbx_loss_new(mbx_loss **out, const mbx_config *cfg, const mbx_shape *shape, 
     ctx->ax2 = (double *)(base + o.ax2);
     ctx->ay2 = (double *)(base + o.ay2);
     ctx->aarea = (double *)(base + o.aarea);
-    double **const bcol[6] = {&ctx->blocks.x1, &ctx->blocks.y1,   &ctx->blocks.x2,
-                              &ctx->blocks.y2, &ctx->blocks.amin, &ctx->blocks.amax};
-    double **const scol[6] = {&ctx->supers.x1, &ctx->supers.y1,   &ctx->supers.x2,
-                              &ctx->supers.y2, &ctx->supers.amin, &ctx->supers.amax};
-    for (int k = 0; k < 6; k++) {
+    double **const bcol[MBX_BOUND_COLS] = {
+        &ctx->blocks.x1,   &ctx->blocks.y1,   &ctx->blocks.x2,   &ctx->blocks.y2,
+        &ctx->blocks.amin, &ctx->blocks.amax, &ctx->blocks.wmax, &ctx->blocks.hmax};
+    double **const scol[MBX_BOUND_COLS] = {
+        &ctx->supers.x1,   &ctx->supers.y1,   &ctx->supers.x2,   &ctx->supers.y2,
+        &ctx->supers.amin, &ctx->supers.amax, &ctx->supers.wmax, &ctx->supers.hmax};
+    for (int k = 0; k < MBX_BOUND_COLS; k++) {
         *bcol[k] = (double *)(base + o.blocks[k]);
         *scol[k] = (double *)(base + o.supers[k]);
     }
@@ -234,6 +236,7 @@ static void bound_groups(mbx_loss *ctx, const mbx_bound_cols *cols, int64_t size
         const int64_t a0 = k * size;
         const int64_t a1 = a0 + size < A ? a0 + size : A;
         double x1 = 0.0, y1 = 0.0, x2 = 0.0, y2 = 0.0, amin = 0.0, amax = 0.0;
+        double wmax = 0.0, hmax = 0.0;
         if (a0 < a1) {
             x1 = ctx->ax1[a0];
             y1 = ctx->ay1[a0];
@@ -241,13 +244,17 @@ static void bound_groups(mbx_loss *ctx, const mbx_bound_cols *cols, int64_t size
             y2 = ctx->ay2[a0];
             amin = amax = ctx->aarea[a0];
         }
-        for (int64_t a = a0 + 1; a < a1; a++) {
+        for (int64_t a = a0; a < a1; a++) {
             x1 = ctx->ax1[a] < x1 ? ctx->ax1[a] : x1;
             y1 = ctx->ay1[a] < y1 ? ctx->ay1[a] : y1;
             x2 = ctx->ax2[a] > x2 ? ctx->ax2[a] : x2;
             y2 = ctx->ay2[a] > y2 ? ctx->ay2[a] : y2;
             amin = ctx->aarea[a] < amin ? ctx->aarea[a] : amin;
             amax = ctx->aarea[a] > amax ? ctx->aarea[a] : amax;
+            /* The kernels' overlap widths, min(x2) - max(x1), round to at most these. */
+            const double w = ctx->ax2[a] - ctx->ax1[a], h = ctx->ay2[a] - ctx->ay1[a];
+            wmax = w > wmax ? w : wmax;
+            hmax = h > hmax ? h : hmax;
         }
         cols->x1[k] = x1;
         cols->y1[k] = y1;
@@ -255,6 +262,8 @@ static void bound_groups(mbx_loss *ctx, const mbx_bound_cols *cols, int64_t size
         cols->y2[k] = y2;
         cols->amin[k] = amin;
         cols->amax[k] = amax;
+        cols->wmax[k] = wmax;
+        cols->hmax[k] = hmax;
     }
 }
 
