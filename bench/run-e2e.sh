@@ -7,10 +7,10 @@
 #     its gradients locally on 2 threads (bench/torchvision_loss.py's steps)
 #     vs multiboxd over loopback, from the client's first byte sent to its
 #     last byte received (bench/e2e_bench.c): OIP binary tensors, /v1 with
-#     base64 tensors, OIP with FP16 inputs and sparse gradients (the default,
-#     --stream-upload auto: a request alone on the server starts its loss
-#     while the body arrives), the binary request on a second server started
-#     with --stream-upload never (the body read whole first); and in the
+#     base64 tensors, OIP with FP16 inputs and sparse gradients, the binary
+#     request on a second server started with --stream-upload always (the
+#     loss starts while the body arrives, as for a client on another host;
+#     this loopback client gets the default, auto: read whole first); and in the
 #     same interleaved rounds each case's loopback floor: the same request
 #     bytes sent to bench/e2e_floor, a server that only moves bytes and
 #     answers with as many body bytes as multiboxd's answer to that case;
@@ -150,12 +150,12 @@ for c in "${side[@]}"; do
 done
 echo "idle_rss_at_start_kb=$idle_start" | tee -a "$tmp/rss.txt"
 
-# The binary request read whole first, on a second server, timed in the
-# same rounds: what starting on each image while the body still arrives
-# does on this host (see README, /v2).
-start_server --stream-upload never
+# The binary request streamed, on a second server, timed in the same rounds:
+# what starting on each image while the body still arrives does on this
+# host (see README, /v2).
+start_server --stream-upload always
 stream_pid=$server_pid
-whole="b32_whole=${side[0]#*=},$port"
+streamed="b32_streamed=${side[0]#*=},$port"
 start_server
 # The floor of each case: NAME_floor sends the same body to an e2e_floor
 # (one per case, each answering as many body bytes as multiboxd's answer to
@@ -172,11 +172,11 @@ done
 echo "== side by side (port $port, $rounds rounds; load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 tv_ok=1
 if ! "$python" bench/e2e_side_by_side.py --client "$client" --port "$port" --dump "$tmp/b32.json" \
-        --rounds "$rounds" --warmup 3 --threads 2 "${side[@]}" "$whole" "${floors[@]}" |
+        --rounds "$rounds" --warmup 3 --threads 2 "${side[@]}" "$streamed" "${floors[@]}" |
         tee "$tmp/side.txt"; then
     tv_ok=0
     echo "(the torchvision side needs torch and torchvision in $python; timing ours alone)"
-    "$client" --port "$port" --runs "$rounds" --warmup 3 "${side[@]}" "$whole" "${floors[@]}" |
+    "$client" --port "$port" --runs "$rounds" --warmup 3 "${side[@]}" "$streamed" "${floors[@]}" |
         tee "$tmp/side.txt"
 fi
 
@@ -218,8 +218,8 @@ END {
 awk '/^median_ms / { split($2, kv, "="); ms[kv[1]] = kv[2] }
 /^case / { split($3, kv, "="); ms[$2] = kv[2] }
 END { if (ms["b32_bin"] > 0)
-    printf "streaming: binary by default (auto: streamed) %.3f ms; with --stream-upload never (read whole first) %.3f ms; ratio %.2f\n",
-        ms["b32_bin"], ms["b32_whole"], ms["b32_bin"] / ms["b32_whole"] }' "$tmp/side.txt"
+    printf "streaming: binary with --stream-upload always %.3f ms; default on loopback (read whole first) %.3f ms; ratio %.2f\n",
+        ms["b32_streamed"], ms["b32_bin"], ms["b32_streamed"] / ms["b32_bin"] }' "$tmp/side.txt"
 awk '/^rss/ {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
     payload = v["body_sent"] + v["body_received"];

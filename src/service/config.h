@@ -20,11 +20,12 @@ struct svc_tls;
 
 /*
  * When a binary request's loss may start while its body still arrives
- * (job_oip.c): the overlap pays when the workers would otherwise wait for
- * the upload; with other requests in flight they have work already.
+ * (job_oip.c): the overlap pays when the upload leaves the cores idle, as a
+ * remote client's does; a client on this host spends the same cores on the
+ * upload, where starting early only adds contention.
  */
 typedef enum svc_stream_upload {
-    SVC_STREAM_AUTO,   /* when no other request is in flight */
+    SVC_STREAM_AUTO,   /* clients on other hosts only */
     SVC_STREAM_ALWAYS,
     SVC_STREAM_NEVER,
 } svc_stream_upload;

@@ -108,6 +108,13 @@ void svc_request_suspend(svc_request *req);
 /* Loop thread, job complete: req->response is set; wakes the connection. */
 void svc_request_resume(svc_request *req);
 
+/*
+ * 1 when the client is on this host: its address is a loopback one or the
+ * connection's own local address (it connected to one of our addresses
+ * from the same machine), else 0, also when either is unknown.
+ */
+int svc_request_client_is_local(const svc_request *r);
+
 /* A request header's value, or NULL. */
 const char *svc_request_header(const svc_request *req, const char *name);
 /* A query argument's value, or NULL. */
