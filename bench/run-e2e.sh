@@ -25,7 +25,8 @@
 #
 # usage: bench/run-e2e.sh
 #   MBX_E2E_BUILD_DIR  build directory (default build-e2e; created, release, if absent)
-#   ROUNDS             side-by-side rounds (default 20), SCALE_RUNS scaling runs (default 15)
+#   ROUNDS             side-by-side rounds (default 40), SCALE_RUNS scaling runs (default 40):
+#                      on a shared 2-core machine a median of 15 or 20 moves by 10% from run to run
 #   WRK_SECONDS        wrk duration (default 10), WRK_CONNECTIONS (default 32)
 #   WORKERS            multiboxd --workers (default 2)
 # Needs /usr/bin/python3 with numpy (and torch + torchvision for the
@@ -34,8 +35,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=${MBX_E2E_BUILD_DIR:-build-e2e}
-rounds=${ROUNDS:-20}
-scale_runs=${SCALE_RUNS:-15}
+rounds=${ROUNDS:-40}
+scale_runs=${SCALE_RUNS:-40}
 wrk_seconds=${WRK_SECONDS:-10}
 wrk_conns=${WRK_CONNECTIONS:-32}
 workers=${WORKERS:-2}
