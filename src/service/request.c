@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "auth.h"
+#include "copy.h"
 #include "multibox/multibox.h"
 #include "pool.h"
 #include "routes.h"
@@ -275,8 +276,10 @@ void svc_request_data(svc_request *r, const char *data, size_t n)
     }
     if (r->on_store)
         r->on_store(r, data, n);
-    else
+    else if (r->on_progress) /* streamed: the workers read these bytes next, from the caches */
         memcpy(r->body + r->body_offset + r->body_len, data, n);
+    else
+        svc_copy_stream(r->body + r->body_offset + r->body_len, data, n);
     r->body_len += n;
     if (r->on_progress)
         r->on_progress(r);

@@ -1,8 +1,8 @@
 /*
  * test_units.c - the service's pure parts without a server: flag and
  * environment parsing (sizes, durations, HOST:PORT, twins, precedence),
- * the error-to-status table, the router, the metrics text and the JSON
- * escaping of log lines.
+ * the error-to-status table, the router, the metrics text, the JSON
+ * escaping of log lines and the body copy with streaming stores.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "copy.h"
 #include "http_status.h"
 #include "metrics.h"
 #include "multibox/multibox.h"
@@ -419,6 +420,40 @@ static void test_json_escape(void **state)
     svc_buf_free(&b);
 }
 
+/*
+ * svc_copy_stream gives memcpy's bytes for sizes around its threshold and
+ * its 64-byte steps, from and to every alignment, and writes nothing
+ * outside [dst, dst + n).
+ */
+static void test_copy_stream(void **state)
+{
+    (void)state;
+    enum { CAP = 70000, GUARD = 64 };
+    unsigned char *src = malloc(CAP + 32), *dst = malloc(CAP + 2 * GUARD + 32);
+    assert_non_null(src);
+    assert_non_null(dst);
+    for (size_t i = 0; i < CAP + 32; i++)
+        src[i] = (unsigned char)(i * 131u + (i >> 8));
+    static const size_t sizes[] = {0, 1, 15, 16, 63, 64, 4095, 4096, 4097, 4159, 4160, 65599, CAP};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        for (size_t so = 0; so < 17; so += 3) {
+            for (size_t d_off = 0; d_off < 17; d_off++) {
+                const size_t n = sizes[k];
+                memset(dst, 0xA5, CAP + 2 * GUARD + 32);
+                unsigned char *d = dst + GUARD + d_off;
+                svc_copy_stream(d, src + so, n);
+                if (memcmp(d, src + so, n) != 0)
+                    fail_msg("n %zu, src +%zu, dst +%zu: bytes differ", n, so, d_off);
+                for (size_t g = 0; g < GUARD; g++)
+                    if (d[-1 - (ptrdiff_t)g] != 0xA5 || d[n + g] != 0xA5)
+                        fail_msg("n %zu, src +%zu, dst +%zu: wrote outside", n, so, d_off);
+            }
+        }
+    }
+    free(src);
+    free(dst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_router),
         cmocka_unit_test(test_metrics_text),
         cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_copy_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
