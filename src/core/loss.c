@@ -35,7 +35,8 @@ static size_t place(layout *l, int64_t count, size_t elem)
 
 /* Offsets of everything mbx_loss_new() carves; the same function sizes and assigns. */
 typedef struct offsets {
-    size_t ax1, ay1, ax2, ay2, aarea, blocks[MBX_BOUND_COLS], supers[MBX_BOUND_COLS], loaded, match, role, images, slots;
+    size_t ax1, ay1, ax2, ay2, aarea, blocks[MBX_BOUND_COLS], supers[MBX_BOUND_COLS];
+    size_t loaded, match, role, images, slots;
     size_t touched, best, best_gt, cand, cub, taken, gt_value, gt_arg, gt_done, gts;
     size_t rank, values, aux, scratch, candidates, rows, pending;
     size_t slot_size, first_slot;
