@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "anchor_cache.h"
 #include "log.h"
 #include "memory.h"
@@ -191,6 +192,11 @@ int svc_app_run(const svc_config *cfg)
         svc_log_error("start-up failed: cannot create the worker pool");
         goto out_loop;
     }
+    int cpus[SVC_POOL_MAX_PIN];
+    const int ncpus = svc_affinity_cpus(cpus, SVC_POOL_MAX_PIN);
+    const int pinned = svc_affinity_wanted(cfg->pin_workers, cfg->workers, ncpus)
+                           ? svc_pool_pin(app->pool, cpus, ncpus)
+                           : 0;
     uv_signal_init(&app->loop, &app->sigterm);
     uv_signal_init(&app->loop, &app->sigint);
     uv_timer_init(&app->loop, &app->heartbeat);
@@ -203,9 +209,10 @@ int svc_app_run(const svc_config *cfg)
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
 
-    svc_log_info("multiboxd %s starting: workers=%d queue_depth=%d max_body_bytes=%llu "
-                 "max_json_body_bytes=%llu request_timeout=%gs drain_timeout=%gs",
-                 MBX_SERVICE_VERSION, cfg->workers, cfg->queue_depth,
+    svc_log_info("multiboxd %s starting: workers=%d pinned_cpus=%d queue_depth=%d "
+                 "max_body_bytes=%llu max_json_body_bytes=%llu request_timeout=%gs "
+                 "drain_timeout=%gs",
+                 MBX_SERVICE_VERSION, cfg->workers, pinned, cfg->queue_depth,
                  (unsigned long long)cfg->max_body_bytes,
                  (unsigned long long)cfg->max_json_body_bytes, cfg->request_timeout_s,
                  cfg->drain_timeout_s);

@@ -29,6 +29,7 @@ typedef enum opt_id {
     OPT_DRAIN_TIMEOUT,
     OPT_LOG_FORMAT,
     OPT_STREAM_UPLOAD,
+    OPT_PIN_WORKERS,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_CONNECTIONS_PER_IP,
     OPT_HEADER_TIMEOUT,
@@ -62,6 +63,7 @@ static const opt_def opts[OPT_COUNT] = {
     [OPT_DRAIN_TIMEOUT] = {"drain-timeout", "MULTIBOX_DRAIN_TIMEOUT", 1},
     [OPT_LOG_FORMAT] = {"log-format", "MULTIBOX_LOG_FORMAT", 1},
     [OPT_STREAM_UPLOAD] = {"stream-upload", "MULTIBOX_STREAM_UPLOAD", 1},
+    [OPT_PIN_WORKERS] = {"pin-workers", "MULTIBOX_PIN_WORKERS", 1},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "MULTIBOX_MAX_CONNECTIONS", 1},
     [OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "MULTIBOX_MAX_CONNECTIONS_PER_IP", 1},
     [OPT_HEADER_TIMEOUT] = {"header-timeout", "MULTIBOX_HEADER_TIMEOUT", 1},
@@ -122,6 +124,7 @@ void svc_config_default(svc_config *cfg)
     cfg->drain_timeout_s = 30;
     cfg->log_format = SVC_LOG_TEXT;
     cfg->stream_upload = SVC_STREAM_AUTO;
+    cfg->pin_workers = SVC_PIN_AUTO;
     cfg->max_connections = 1024;
     cfg->max_connections_per_ip = 0;
     cfg->header_timeout_s = 0; /* resolved to the request timeout after parsing */
@@ -377,6 +380,17 @@ static int apply(svc_config *cfg, opt_id id, const char *v, const char *where, c
             return fail(err, errlen, "%s: invalid value '%s' (expected auto, always or never)",
                         where, v);
         return 0;
+    case OPT_PIN_WORKERS:
+        if (strcmp(v, "auto") == 0)
+            cfg->pin_workers = SVC_PIN_AUTO;
+        else if (strcmp(v, "always") == 0)
+            cfg->pin_workers = SVC_PIN_ALWAYS;
+        else if (strcmp(v, "never") == 0)
+            cfg->pin_workers = SVC_PIN_NEVER;
+        else
+            return fail(err, errlen, "%s: invalid value '%s' (expected auto, always or never)",
+                        where, v);
+        return 0;
     case OPT_PROBE:
         if (!*v || strlen(v) >= sizeof cfg->probe_url)
             return fail(err, errlen, "%s: invalid URL", where);
@@ -488,6 +502,10 @@ void svc_config_usage(FILE *out)
           "                              start a binary request's loss while its body\n"
           "                              still arrives; auto: for clients on other hosts\n"
           "                              (MULTIBOX_STREAM_UPLOAD, default auto)\n"
+          "  --pin-workers auto|always|never\n"
+          "                              keep each worker thread on a CPU of its own;\n"
+          "                              auto: when the workers cover every allowed CPU\n"
+          "                              (MULTIBOX_PIN_WORKERS, default auto)\n"
           "  --max-connections N         open connections at most; more are refused\n"
           "                              (MULTIBOX_MAX_CONNECTIONS, default 1024)\n"
           "  --max-connections-per-ip N  open connections per client address, 0: no limit\n"

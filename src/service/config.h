@@ -30,6 +30,13 @@ typedef enum svc_stream_upload {
     SVC_STREAM_NEVER,
 } svc_stream_upload;
 
+/* Whether each worker thread is pinned to a CPU of its own (affinity.h). */
+typedef enum svc_pin_workers {
+    SVC_PIN_AUTO,   /* when the workers are at least as many as the allowed CPUs */
+    SVC_PIN_ALWAYS,
+    SVC_PIN_NEVER,
+} svc_pin_workers;
+
 typedef struct svc_config {
     char listen_host[256];        /* IPv4/IPv6 literal or host name, no brackets */
     int listen_port;              /* 0..65535; 0 picks an ephemeral port */
@@ -43,6 +50,7 @@ typedef struct svc_config {
     int help, version;            /* --help / --version asked */
     char probe_url[1024];         /* --probe URL, "" when not asked */
     svc_stream_upload stream_upload;
+    svc_pin_workers pin_workers;
 
     /* Hardening. */
     int max_connections;          /* 1..1000000 open connections (capped by RLIMIT_NOFILE) */

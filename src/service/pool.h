@@ -72,6 +72,16 @@ int svc_pool_has_room(const svc_pool *pool);
 /* Any thread, after a successful reserve: hands job to the loop. */
 void svc_pool_enqueue(svc_pool *pool, svc_job *job);
 
+/*
+ * Before any job: each worker thread, on its first unit, takes the next of
+ * cpus[0..n) (round robin) as its own, and from then on stays on it while
+ * the job of the unit it runs is the only one admitted, and may run on any
+ * of them otherwise (see affinity.h for why).  At most SVC_POOL_MAX_PIN
+ * are kept; returns how many.
+ */
+#define SVC_POOL_MAX_PIN 1024
+int svc_pool_pin(svc_pool *pool, const int *cpus, int n);
+
 int svc_pool_workers(const svc_pool *pool);
 /* Jobs started and not done (loop thread). */
 int svc_pool_running(const svc_pool *pool);

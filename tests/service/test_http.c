@@ -13,6 +13,8 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +448,81 @@ static void test_json_log(void **state)
     assert_int_equal(server_stop(&s, SIGTERM, 30), 0);
 }
 
+/*
+ * Threads of process pid whose CPU affinity is a single CPU (the
+ * Cpus_allowed_list of /proc/PID/task/TID/status holds no ',' or '-').
+ */
+static int single_cpu_threads(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (e->d_name[0] == '.')
+            continue;
+        char file[320];
+        snprintf(file, sizeof file, "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        FILE *f = fopen(file, "r"); /* /proc files have no size: read by lines */
+        if (!f)
+            continue; /* the thread ended meanwhile */
+        char line[256];
+        int found = 0;
+        while (!found && fgets(line, sizeof line, f))
+            if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
+                found = 1;
+                n += strpbrk(line + 18, ",-") == NULL;
+            }
+        fclose(f);
+        assert_true(found);
+    }
+    closedir(d);
+    return n;
+}
+
+/*
+ * --pin-workers: with always, a worker that ran units of a request alone
+ * on the server is kept on one CPU afterwards and the start-up line says
+ * over how many CPUs the workers spread; with never no thread is confined.
+ * Needs two CPUs.
+ */
+static void test_pin_workers(void **state)
+{
+    (void)state;
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    const int ncpus = CPU_COUNT(&set);
+    if (ncpus < 2)
+        skip();
+    json_t *golden = load_golden("ssd300_voc_b2");
+    char *body = json_dumps(json_object_get(golden, "request"), JSON_COMPACT);
+    assert_non_null(body);
+    static const char *const modes[] = {"always", "never"};
+    for (int m = 0; m < 2; m++) {
+        server s;
+        const char *const args[] = {"--workers", "2", "--pin-workers", modes[m], NULL};
+        assert_int_equal(server_start(&s, args, NULL, 0), 0);
+        char want[64];
+        snprintf(want, sizeof want, "pinned_cpus=%d ", m == 0 ? ncpus : 0);
+        assert_true(server_wait_log(&s, want, 5));
+        for (int i = 0; i < 3; i++) {
+            http_resp r;
+            http_post_json(server_url(&s, "/v1/loss"), body, strlen(body), &r);
+            assert_int_equal(r.status, 200);
+            http_resp_free(&r);
+        }
+        const int pinned = single_cpu_threads(s.pid);
+        if (m == 0 && pinned < 1)
+            fail_msg("--pin-workers always: no thread kept on one CPU");
+        if (m == 1 && pinned != 0)
+            fail_msg("--pin-workers never: %d threads kept on one CPU", pinned);
+        assert_int_equal(server_stop(&s, SIGTERM, 30), 0);
+    }
+    free(body);
+    json_decref(golden);
+}
+
 static void test_help_version(void **state)
 {
     (void)state;
@@ -458,7 +535,7 @@ static void test_help_version(void **state)
         "--version", "MULTIBOX_LISTEN", "MULTIBOX_WORKERS", "MULTIBOX_QUEUE_DEPTH",
         "MULTIBOX_MAX_BODY_BYTES", "MULTIBOX_MAX_JSON_BODY_BYTES", "MULTIBOX_REQUEST_TIMEOUT",
         "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "--stream-upload",
-        "MULTIBOX_STREAM_UPLOAD"};
+        "MULTIBOX_STREAM_UPLOAD", "--pin-workers", "MULTIBOX_PIN_WORKERS"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         assert_non_null(strstr(out, words[i]));
     free(out);
@@ -572,6 +649,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_metrics_move),
         cmocka_unit_test(test_access_log),
         cmocka_unit_test(test_json_log),
+        cmocka_unit_test(test_pin_workers),
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_invalid_values),
         cmocka_unit_test(test_env_twins),

@@ -2,7 +2,8 @@
  * test_units.c - the service's pure parts without a server: flag and
  * environment parsing (sizes, durations, HOST:PORT, twins, precedence),
  * the error-to-status table, the router, the metrics text, the JSON
- * escaping of log lines and the body copy with streaming stores.
+ * escaping of log lines, the worker pinning policy and the body copy with
+ * streaming stores.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "affinity.h"
 #include "copy.h"
 #include "http_status.h"
 #include "metrics.h"
@@ -119,7 +121,8 @@ static void clear_env(void)
     static const char *const names[] = {
         "MULTIBOX_LISTEN", "MULTIBOX_WORKERS", "MULTIBOX_QUEUE_DEPTH",
         "MULTIBOX_MAX_BODY_BYTES", "MULTIBOX_MAX_JSON_BODY_BYTES", "MULTIBOX_REQUEST_TIMEOUT",
-        "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "MULTIBOX_STREAM_UPLOAD"};
+        "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "MULTIBOX_STREAM_UPLOAD",
+        "MULTIBOX_PIN_WORKERS"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
@@ -149,6 +152,7 @@ static void test_config_defaults(void **state)
     assert_true(cfg.drain_timeout_s == 30);
     assert_int_equal(cfg.log_format, SVC_LOG_TEXT);
     assert_int_equal(cfg.stream_upload, SVC_STREAM_AUTO);
+    assert_int_equal(cfg.pin_workers, SVC_PIN_AUTO);
     assert_int_equal(cfg.help, 0);
     assert_int_equal(cfg.version, 0);
     assert_string_equal(cfg.probe_url, "");
@@ -183,6 +187,13 @@ static void test_config_flags_and_env(void **state)
     assert_int_equal(cfg.stream_upload, SVC_STREAM_NEVER);
     assert_int_equal(parse(&cfg, err, "--stream-upload=auto", NULL, NULL), 0);
     assert_int_equal(cfg.stream_upload, SVC_STREAM_AUTO);
+    assert_int_equal(parse(&cfg, err, "--pin-workers", "never", NULL), 0);
+    assert_int_equal(cfg.pin_workers, SVC_PIN_NEVER);
+    setenv("MULTIBOX_PIN_WORKERS", "always", 1);
+    assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
+    assert_int_equal(cfg.pin_workers, SVC_PIN_ALWAYS);
+    assert_int_equal(parse(&cfg, err, "--pin-workers=auto", NULL, NULL), 0);
+    assert_int_equal(cfg.pin_workers, SVC_PIN_AUTO);
 
     /* A flag overrides its twin, and then the twin is not even parsed. */
     setenv("MULTIBOX_WORKERS", "not-a-number", 1);
@@ -210,7 +221,7 @@ static void test_config_errors(void **state)
         {"--max-body-bytes", "0"},   {"--max-json-body-bytes", "lots"},
         {"--request-timeout", "0"},  {"--request-timeout", "abc"},
         {"--drain-timeout", "-3"},   {"--log-format", "xml"},
-        {"--stream-upload", "yes"},
+        {"--stream-upload", "yes"},   {"--pin-workers", "0"},
         {"--listen", "nohostport"},  {"--bogus", "1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -425,6 +436,26 @@ static void test_json_escape(void **state)
  * its 64-byte steps, from and to every alignment, and writes nothing
  * outside [dst, dst + n).
  */
+/*
+ * svc_affinity_wanted: auto pins when the workers cover every allowed CPU
+ * (and there is more than one), never under a CPU quota on a bigger
+ * machine; always and never as they say.
+ */
+static void test_pin_policy(void **state)
+{
+    (void)state;
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_AUTO, 2, 2), 1);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_AUTO, 8, 4), 1);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_AUTO, 2, 64), 0);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_AUTO, 1, 1), 0);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_AUTO, 4, 0), 0);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_ALWAYS, 2, 64), 1);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_ALWAYS, 2, 0), 0);
+    assert_int_equal(svc_affinity_wanted(SVC_PIN_NEVER, 2, 2), 0);
+    int cpus[8];
+    assert_true(svc_affinity_cpus(cpus, 8) >= 1);
+}
+
 static void test_copy_stream(void **state)
 {
     (void)state;
@@ -467,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_router),
         cmocka_unit_test(test_metrics_text),
         cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_pin_policy),
         cmocka_unit_test(test_copy_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
