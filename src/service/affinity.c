@@ -15,6 +15,8 @@ int svc_affinity_cpus(int *cpus, int cap)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) != 0)
         return 0;
+    if (!cpus)
+        return CPU_COUNT(&set);
     int n = 0;
     for (int c = 0; c < CPU_SETSIZE && n < cap; c++)
         if (CPU_ISSET(c, &set))
@@ -36,20 +38,7 @@ int svc_affinity_wanted(svc_pin_workers p, int workers, int allowed_cpus)
     return allowed_cpus > 1 && workers >= allowed_cpus;
 }
 
-int svc_affinity_pin_self(int cpu)
-{
-#if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0 ? 0 : MBX_E_INTERNAL;
-#else
-    (void)cpu;
-    return MBX_E_INTERNAL;
-#endif
-}
-
-int svc_affinity_unpin_self(const int *cpus, int n)
+int svc_affinity_set_self(const int *cpus, int n)
 {
 #if defined(__linux__)
     cpu_set_t set;

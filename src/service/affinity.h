@@ -15,7 +15,10 @@
 
 #include "config.h"
 
-/* The CPUs this process may run on, ascending, at most cap of them; their count (0 unknown). */
+/*
+ * The CPUs this process may run on, ascending, at most cap of them, and
+ * their count; with cpus NULL only the count of all of them.  0: unknown.
+ */
 int svc_affinity_cpus(int *cpus, int cap);
 
 /*
@@ -26,9 +29,10 @@ int svc_affinity_cpus(int *cpus, int cap);
  */
 int svc_affinity_wanted(svc_pin_workers p, int workers, int allowed_cpus);
 
-/* Pins the calling thread to CPU cpu; 0, or a negative MBX_E_* code. */
-int svc_affinity_pin_self(int cpu);
-/* Lets the calling thread run on any of cpus[0..n) again; 0, or a negative MBX_E_* code. */
-int svc_affinity_unpin_self(const int *cpus, int n);
+/*
+ * Lets the calling thread run only on cpus[0..n) (one CPU: pinned to it);
+ * 0, or a negative MBX_E_* code.
+ */
+int svc_affinity_set_self(const int *cpus, int n);
 
 #endif

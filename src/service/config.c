@@ -8,11 +8,12 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "affinity.h"
 
 #define MAX_WORKERS 1024
 #define MAX_QUEUE_DEPTH 1000000
@@ -76,12 +77,26 @@ static const opt_def opts[OPT_COUNT] = {
     [OPT_VERSION] = {"version", NULL, 0},
 };
 
+/*
+ * v's place among auto, always, never, or -1: the values of both
+ * svc_stream_upload and svc_pin_workers, in their order.
+ */
+_Static_assert(SVC_STREAM_AUTO == 0 && SVC_STREAM_ALWAYS == 1 && SVC_STREAM_NEVER == 2,
+               "svc_stream_upload in the order of auto_always_never");
+_Static_assert(SVC_PIN_AUTO == 0 && SVC_PIN_ALWAYS == 1 && SVC_PIN_NEVER == 2,
+               "svc_pin_workers in the order of auto_always_never");
+static int auto_always_never(const char *v)
+{
+    static const char *const words[] = {"auto", "always", "never"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, words[i]) == 0)
+            return i;
+    return -1;
+}
+
 int svc_usable_cpus(void)
 {
-    int n = 0;
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
+    int n = svc_affinity_cpus(NULL, 0);
     if (n < 1)
         n = 1;
 
@@ -370,27 +385,17 @@ static int apply(svc_config *cfg, opt_id id, const char *v, const char *where, c
                         v);
         return 0;
     case OPT_STREAM_UPLOAD:
-        if (strcmp(v, "auto") == 0)
-            cfg->stream_upload = SVC_STREAM_AUTO;
-        else if (strcmp(v, "always") == 0)
-            cfg->stream_upload = SVC_STREAM_ALWAYS;
-        else if (strcmp(v, "never") == 0)
-            cfg->stream_upload = SVC_STREAM_NEVER;
-        else
+    case OPT_PIN_WORKERS: {
+        const int t = auto_always_never(v);
+        if (t < 0)
             return fail(err, errlen, "%s: invalid value '%s' (expected auto, always or never)",
                         where, v);
-        return 0;
-    case OPT_PIN_WORKERS:
-        if (strcmp(v, "auto") == 0)
-            cfg->pin_workers = SVC_PIN_AUTO;
-        else if (strcmp(v, "always") == 0)
-            cfg->pin_workers = SVC_PIN_ALWAYS;
-        else if (strcmp(v, "never") == 0)
-            cfg->pin_workers = SVC_PIN_NEVER;
+        if (id == OPT_STREAM_UPLOAD)
+            cfg->stream_upload = (svc_stream_upload)t;
         else
-            return fail(err, errlen, "%s: invalid value '%s' (expected auto, always or never)",
-                        where, v);
+            cfg->pin_workers = (svc_pin_workers)t;
         return 0;
+    }
     case OPT_PROBE:
         if (!*v || strlen(v) >= sizeof cfg->probe_url)
             return fail(err, errlen, "%s: invalid URL", where);

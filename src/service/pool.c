@@ -202,10 +202,11 @@ static void unit_work(uv_work_t *w)
             thread_cpu = pool->cpus[atomic_fetch_add(&pool->next_cpu, 1) % pool->ncpus];
         if (alone != thread_pinned) {
             thread_pinned = alone;
+            /* Left as it was on failure: still works. */
             if (alone)
-                svc_affinity_pin_self(thread_cpu); /* left unpinned on failure: still works */
+                svc_affinity_set_self(&thread_cpu, 1);
             else
-                svc_affinity_unpin_self(pool->cpus, pool->ncpus);
+                svc_affinity_set_self(pool->cpus, pool->ncpus);
         }
     }
     job->unit_fn(job, u->index);
