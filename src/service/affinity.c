@@ -29,7 +29,7 @@ int svc_affinity_cpus(int *cpus, int cap)
 #endif
 }
 
-int svc_affinity_wanted(svc_pin_workers p, int workers, int allowed_cpus)
+int svc_affinity_wanted(svc_pin_policy p, int workers, int allowed_cpus)
 {
     if (p == SVC_PIN_ALWAYS)
         return allowed_cpus > 0;
@@ -50,5 +50,21 @@ int svc_affinity_set_self(const int *cpus, int n)
     (void)cpus;
     (void)n;
     return MBX_E_INTERNAL;
+#endif
+}
+
+int svc_affinity_run_pinned(int cpu, int (*start)(void *arg), void *arg)
+{
+#if defined(__linux__)
+    cpu_set_t before;
+    if (pthread_getaffinity_np(pthread_self(), sizeof before, &before) != 0 ||
+        svc_affinity_set_self(&cpu, 1) != 0)
+        return start(arg);
+    const int rc = start(arg); /* new threads inherit the creator's affinity */
+    pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+    return rc;
+#else
+    (void)cpu;
+    return start(arg);
 #endif
 }

@@ -197,6 +197,10 @@ int svc_app_run(const svc_config *cfg)
     const int pinned = svc_affinity_wanted(cfg->pin_workers, cfg->workers, ncpus)
                            ? svc_pool_pin(app->pool, cpus, ncpus)
                            : 0;
+    /* The last two allowed CPUs: interrupts are mostly taken on the first ones. */
+    const int pin_http = svc_affinity_wanted(cfg->pin_http, cfg->workers, ncpus);
+    app->http_cpus[0] = pin_http ? cpus[ncpus - 1] : -1;
+    app->http_cpus[1] = pin_http ? cpus[ncpus > 1 ? ncpus - 2 : 0] : -1;
     uv_signal_init(&app->loop, &app->sigterm);
     uv_signal_init(&app->loop, &app->sigint);
     uv_timer_init(&app->loop, &app->heartbeat);
@@ -209,10 +213,10 @@ int svc_app_run(const svc_config *cfg)
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
     uv_signal_start(&app->sigint, on_signal, SIGINT);
 
-    svc_log_info("multiboxd %s starting: workers=%d pinned_cpus=%d queue_depth=%d "
+    svc_log_info("multiboxd %s starting: workers=%d pinned_cpus=%d http_cpu=%d queue_depth=%d "
                  "max_body_bytes=%llu max_json_body_bytes=%llu request_timeout=%gs "
                  "drain_timeout=%gs",
-                 MBX_SERVICE_VERSION, cfg->workers, pinned, cfg->queue_depth,
+                 MBX_SERVICE_VERSION, cfg->workers, pinned, app->http_cpus[0], cfg->queue_depth,
                  (unsigned long long)cfg->max_body_bytes,
                  (unsigned long long)cfg->max_json_body_bytes, cfg->request_timeout_s,
                  cfg->drain_timeout_s);

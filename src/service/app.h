@@ -34,6 +34,11 @@ typedef struct svc_app {
     uv_signal_t sigterm, sigint;
     uv_timer_t heartbeat, drain_poll, drain_deadline;
     int exit_code;
+
+    /* The CPUs of the HTTP thread (--pin-http), set before the server
+     * starts: it starts on the first and may move between the two
+     * (server.c, keep_off_client_cpu); -1: free to run anywhere. */
+    int http_cpus[2];
 } svc_app;
 
 /* Runs the service with cfg until it has drained; returns the exit status. */

@@ -31,6 +31,7 @@ typedef enum opt_id {
     OPT_LOG_FORMAT,
     OPT_STREAM_UPLOAD,
     OPT_PIN_WORKERS,
+    OPT_PIN_HTTP,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_CONNECTIONS_PER_IP,
     OPT_HEADER_TIMEOUT,
@@ -65,6 +66,7 @@ static const opt_def opts[OPT_COUNT] = {
     [OPT_LOG_FORMAT] = {"log-format", "MULTIBOX_LOG_FORMAT", 1},
     [OPT_STREAM_UPLOAD] = {"stream-upload", "MULTIBOX_STREAM_UPLOAD", 1},
     [OPT_PIN_WORKERS] = {"pin-workers", "MULTIBOX_PIN_WORKERS", 1},
+    [OPT_PIN_HTTP] = {"pin-http", "MULTIBOX_PIN_HTTP", 1},
     [OPT_MAX_CONNECTIONS] = {"max-connections", "MULTIBOX_MAX_CONNECTIONS", 1},
     [OPT_MAX_CONNECTIONS_PER_IP] = {"max-connections-per-ip", "MULTIBOX_MAX_CONNECTIONS_PER_IP", 1},
     [OPT_HEADER_TIMEOUT] = {"header-timeout", "MULTIBOX_HEADER_TIMEOUT", 1},
@@ -79,12 +81,12 @@ static const opt_def opts[OPT_COUNT] = {
 
 /*
  * v's place among auto, always, never, or -1: the values of both
- * svc_stream_upload and svc_pin_workers, in their order.
+ * svc_stream_upload and svc_pin_policy, in their order.
  */
 _Static_assert(SVC_STREAM_AUTO == 0 && SVC_STREAM_ALWAYS == 1 && SVC_STREAM_NEVER == 2,
                "svc_stream_upload in the order of auto_always_never");
 _Static_assert(SVC_PIN_AUTO == 0 && SVC_PIN_ALWAYS == 1 && SVC_PIN_NEVER == 2,
-               "svc_pin_workers in the order of auto_always_never");
+               "svc_pin_policy in the order of auto_always_never");
 static int auto_always_never(const char *v)
 {
     static const char *const words[] = {"auto", "always", "never"};
@@ -140,6 +142,7 @@ void svc_config_default(svc_config *cfg)
     cfg->log_format = SVC_LOG_TEXT;
     cfg->stream_upload = SVC_STREAM_AUTO;
     cfg->pin_workers = SVC_PIN_AUTO;
+    cfg->pin_http = SVC_PIN_AUTO;
     cfg->max_connections = 1024;
     cfg->max_connections_per_ip = 0;
     cfg->header_timeout_s = 0; /* resolved to the request timeout after parsing */
@@ -385,15 +388,18 @@ static int apply(svc_config *cfg, opt_id id, const char *v, const char *where, c
                         v);
         return 0;
     case OPT_STREAM_UPLOAD:
-    case OPT_PIN_WORKERS: {
+    case OPT_PIN_WORKERS:
+    case OPT_PIN_HTTP: {
         const int t = auto_always_never(v);
         if (t < 0)
             return fail(err, errlen, "%s: invalid value '%s' (expected auto, always or never)",
                         where, v);
         if (id == OPT_STREAM_UPLOAD)
             cfg->stream_upload = (svc_stream_upload)t;
+        else if (id == OPT_PIN_WORKERS)
+            cfg->pin_workers = (svc_pin_policy)t;
         else
-            cfg->pin_workers = (svc_pin_workers)t;
+            cfg->pin_http = (svc_pin_policy)t;
         return 0;
     }
     case OPT_PROBE:
@@ -511,6 +517,10 @@ void svc_config_usage(FILE *out)
           "                              keep each worker thread on a CPU of its own;\n"
           "                              auto: when the workers cover every allowed CPU\n"
           "                              (MULTIBOX_PIN_WORKERS, default auto)\n"
+          "  --pin-http auto|always|never\n"
+          "                              keep the HTTP thread on one CPU (the last\n"
+          "                              allowed); auto: as for --pin-workers\n"
+          "                              (MULTIBOX_PIN_HTTP, default auto)\n"
           "  --max-connections N         open connections at most; more are refused\n"
           "                              (MULTIBOX_MAX_CONNECTIONS, default 1024)\n"
           "  --max-connections-per-ip N  open connections per client address, 0: no limit\n"

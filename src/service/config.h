@@ -30,12 +30,12 @@ typedef enum svc_stream_upload {
     SVC_STREAM_NEVER,
 } svc_stream_upload;
 
-/* Whether each worker thread is pinned to a CPU of its own (affinity.h). */
-typedef enum svc_pin_workers {
+/* Whether threads are pinned to CPUs (affinity.h): the workers, the HTTP thread. */
+typedef enum svc_pin_policy {
     SVC_PIN_AUTO,   /* when the workers are at least as many as the allowed CPUs */
     SVC_PIN_ALWAYS,
     SVC_PIN_NEVER,
-} svc_pin_workers;
+} svc_pin_policy;
 
 typedef struct svc_config {
     char listen_host[256];        /* IPv4/IPv6 literal or host name, no brackets */
@@ -50,7 +50,8 @@ typedef struct svc_config {
     int help, version;            /* --help / --version asked */
     char probe_url[1024];         /* --probe URL, "" when not asked */
     svc_stream_upload stream_upload;
-    svc_pin_workers pin_workers;
+    svc_pin_policy pin_workers;   /* each worker on a CPU of its own */
+    svc_pin_policy pin_http;      /* the HTTP thread on one CPU */
 
     /* Hardening. */
     int max_connections;          /* 1..1000000 open connections (capped by RLIMIT_NOFILE) */

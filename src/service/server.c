@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "affinity.h"
 #include "auth.h"
 #include "log.h"
 #include "metrics.h"
@@ -72,6 +73,7 @@ struct svc_server {
     int port;
     atomic_llong in_flight;
     atomic_ullong adopt_grace_until_ns; /* see svc_server_in_flight; 0: none */
+    int http_cpu; /* HTTP thread only: the CPU it is kept on, -1: none */
 
     /* Header watchdog.  The list holds every open connection; mu guards it
      * and the tracks' fields.  libmicrohttpd closes a socket only after
@@ -234,6 +236,37 @@ static enum MHD_Result respond_if_ready(svc_request *r)
     }
 }
 
+/*
+ * HTTP thread, when pinned (--pin-http): moves to the other of its two CPUs
+ * if conn's packets are taken on the one it is on.  For a local client that
+ * is the client's own CPU (loopback packets are processed by the sender),
+ * and a client and the thread reading its upload, waking each other, were
+ * otherwise often left taking turns on one CPU (affinity.h).  Only while
+ * the request is alone on the server: under load the moves would chase
+ * many clients.
+ */
+static void keep_off_client_cpu(svc_server *s, struct MHD_Connection *conn)
+{
+#ifdef SO_INCOMING_CPU
+    if (s->http_cpu < 0 || atomic_load(&s->in_flight) != 1)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int cpu = -1;
+    socklen_t len = sizeof cpu;
+    if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0 ||
+        cpu != s->http_cpu)
+        return;
+    const int *two = s->app->http_cpus;
+    const int other = two[0] == cpu ? two[1] : two[0];
+    if (other != cpu && svc_affinity_set_self(&other, 1) == 0)
+        s->http_cpu = other;
+#else
+    (void)s;
+    (void)conn;
+#endif
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size,
@@ -251,10 +284,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *con_cls = r;
         r->in_flight = 1;
         atomic_fetch_add(&s->in_flight, 1);
+        keep_off_client_cpu(s, conn);
         svc_request_begin(r);
         return respond_if_ready(r);
     }
     if (*upload_data_size > 0) {
+        /* At each MiB of a body: the scheduler may have put the client here since. */
+        if ((r->bytes_in ^ (r->bytes_in + *upload_data_size)) >> 20)
+            keep_off_client_cpu(s, conn);
         svc_request_data(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return respond_if_ready(r);
@@ -340,6 +377,23 @@ static void server_free(svc_server *s)
     free(s);
 }
 
+typedef struct daemon_start {
+    svc_server *s;
+    unsigned int flags;
+    struct MHD_OptionItem *opts;
+} daemon_start;
+
+/* Starts libmicrohttpd and its thread; for svc_affinity_run_pinned. */
+static int start_daemon(void *arg)
+{
+    daemon_start *d = arg;
+    /* MHD_OPTION_ARRAY: a callback goes in `value` (cast to intptr_t) with
+     * its closure in `ptr_value`; a lone pointer goes in `ptr_value`. */
+    d->s->daemon = MHD_start_daemon(d->flags, 0, NULL, NULL, on_access, d->s, MHD_OPTION_ARRAY,
+                                    d->opts, MHD_OPTION_END);
+    return d->s->daemon ? 0 : -1;
+}
+
 int svc_server_start(svc_server **out, svc_app *app)
 {
     *out = NULL;
@@ -405,10 +459,12 @@ int svc_server_start(svc_server **out, svc_app *app)
     }
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
-    /* MHD_OPTION_ARRAY: a callback goes in `value` (cast to intptr_t) with
-     * its closure in `ptr_value`; a lone pointer goes in `ptr_value`. */
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
-                                 MHD_OPTION_END);
+    daemon_start start = {s, flags, opts};
+    s->http_cpu = app->http_cpus[0];
+    if (s->http_cpu >= 0)
+        svc_affinity_run_pinned(s->http_cpu, start_daemon, &start);
+    else
+        start_daemon(&start);
     freeaddrinfo(res);
     if (!s->daemon) {
         svc_log_error("cannot listen on %s:%d (address in use or not available%s?)",

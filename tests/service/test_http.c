@@ -450,9 +450,10 @@ static void test_json_log(void **state)
 
 /*
  * Threads of process pid whose CPU affinity is a single CPU (the
- * Cpus_allowed_list of /proc/PID/task/TID/status holds no ',' or '-').
+ * Cpus_allowed_list of /proc/PID/task/TID/status holds no ',' or '-');
+ * *cpu (if cpu) gets the CPU of the last one found.
  */
-static int single_cpu_threads(pid_t pid)
+static int single_cpu_threads(pid_t pid, int *cpu)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
@@ -472,7 +473,11 @@ static int single_cpu_threads(pid_t pid)
         while (!found && fgets(line, sizeof line, f))
             if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
                 found = 1;
-                n += strpbrk(line + 18, ",-") == NULL;
+                if (strpbrk(line + 18, ",-") == NULL) {
+                    n++;
+                    if (cpu)
+                        *cpu = (int)strtol(line + 18, NULL, 10);
+                }
             }
         fclose(f);
         assert_true(found);
@@ -501,7 +506,8 @@ static void test_pin_workers(void **state)
     static const char *const modes[] = {"always", "never"};
     for (int m = 0; m < 2; m++) {
         server s;
-        const char *const args[] = {"--workers", "2", "--pin-workers", modes[m], NULL};
+        const char *const args[] = {"--workers",   "2",      "--pin-workers", modes[m],
+                                    "--pin-http", "never", NULL};
         assert_int_equal(server_start(&s, args, NULL, 0), 0);
         char want[64];
         snprintf(want, sizeof want, "pinned_cpus=%d ", m == 0 ? ncpus : 0);
@@ -512,7 +518,7 @@ static void test_pin_workers(void **state)
             assert_int_equal(r.status, 200);
             http_resp_free(&r);
         }
-        const int pinned = single_cpu_threads(s.pid);
+        const int pinned = single_cpu_threads(s.pid, NULL);
         if (m == 0 && pinned < 1)
             fail_msg("--pin-workers always: no thread kept on one CPU");
         if (m == 1 && pinned != 0)
@@ -521,6 +527,71 @@ static void test_pin_workers(void **state)
     }
     free(body);
     json_decref(golden);
+}
+
+/* Keeps the calling thread on cpu alone (or, with cpu < 0, on the CPUs of *all). */
+static void run_on(int cpu, const cpu_set_t *all)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    if (cpu >= 0)
+        CPU_SET(cpu, &one);
+    assert_int_equal(sched_setaffinity(0, sizeof one, cpu >= 0 ? &one : all), 0);
+}
+
+/*
+ * --pin-http: with always, one thread (the HTTP thread: the workers are left
+ * free here) is kept on the CPU the start-up line names, the last allowed
+ * one; a request sent from that CPU moves it to the next to last (loopback
+ * packets are taken on the sender's CPU: the thread keeps off its local
+ * client's), and one sent from there moves it back.  With never no thread
+ * is confined.  Needs two CPUs.
+ */
+static void test_pin_http(void **state)
+{
+    (void)state;
+    cpu_set_t all;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    int last = -1, before_last = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            before_last = last;
+            last = c;
+        }
+    if (before_last < 0)
+        skip();
+    static const char *const modes[] = {"always", "never"};
+    for (int m = 0; m < 2; m++) {
+        server s;
+        const char *const args[] = {"--workers",  "2",      "--pin-workers", "never",
+                                    "--pin-http", modes[m], NULL};
+        assert_int_equal(server_start(&s, args, NULL, 0), 0);
+        char want[64];
+        snprintf(want, sizeof want, "http_cpu=%d ", m == 0 ? last : -1);
+        assert_true(server_wait_log(&s, want, 5));
+        const int from[] = {last, before_last}, then[] = {before_last, last};
+        for (int i = 0; i < 2; i++) {
+            int cpu = -1;
+            const int pinned = single_cpu_threads(s.pid, &cpu);
+            if (m == 1) {
+                assert_int_equal(pinned, 0);
+                break;
+            }
+            assert_int_equal(pinned, 1);
+            assert_int_equal(cpu, from[i]);
+            run_on(from[i], &all);
+            http_resp r;
+            http_get(server_url(&s, "/v2/health/live"), &r);
+            run_on(-1, &all);
+            assert_int_equal(r.status, 200);
+            http_resp_free(&r);
+            assert_int_equal(single_cpu_threads(s.pid, &cpu), 1);
+            if (cpu != then[i])
+                fail_msg("a request from CPU %d left the HTTP thread on CPU %d, not %d", from[i],
+                         cpu, then[i]);
+        }
+        assert_int_equal(server_stop(&s, SIGTERM, 30), 0);
+    }
 }
 
 static void test_help_version(void **state)
@@ -535,7 +606,8 @@ static void test_help_version(void **state)
         "--version", "MULTIBOX_LISTEN", "MULTIBOX_WORKERS", "MULTIBOX_QUEUE_DEPTH",
         "MULTIBOX_MAX_BODY_BYTES", "MULTIBOX_MAX_JSON_BODY_BYTES", "MULTIBOX_REQUEST_TIMEOUT",
         "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "--stream-upload",
-        "MULTIBOX_STREAM_UPLOAD", "--pin-workers", "MULTIBOX_PIN_WORKERS"};
+        "MULTIBOX_STREAM_UPLOAD", "--pin-workers", "MULTIBOX_PIN_WORKERS", "--pin-http",
+        "MULTIBOX_PIN_HTTP"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         assert_non_null(strstr(out, words[i]));
     free(out);
@@ -650,6 +722,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_access_log),
         cmocka_unit_test(test_json_log),
         cmocka_unit_test(test_pin_workers),
+        cmocka_unit_test(test_pin_http),
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_invalid_values),
         cmocka_unit_test(test_env_twins),

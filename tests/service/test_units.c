@@ -122,7 +122,7 @@ static void clear_env(void)
         "MULTIBOX_LISTEN", "MULTIBOX_WORKERS", "MULTIBOX_QUEUE_DEPTH",
         "MULTIBOX_MAX_BODY_BYTES", "MULTIBOX_MAX_JSON_BODY_BYTES", "MULTIBOX_REQUEST_TIMEOUT",
         "MULTIBOX_DRAIN_TIMEOUT", "MULTIBOX_LOG_FORMAT", "MULTIBOX_STREAM_UPLOAD",
-        "MULTIBOX_PIN_WORKERS"};
+        "MULTIBOX_PIN_WORKERS", "MULTIBOX_PIN_HTTP"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unsetenv(names[i]);
 }
@@ -194,6 +194,14 @@ static void test_config_flags_and_env(void **state)
     assert_int_equal(cfg.pin_workers, SVC_PIN_ALWAYS);
     assert_int_equal(parse(&cfg, err, "--pin-workers=auto", NULL, NULL), 0);
     assert_int_equal(cfg.pin_workers, SVC_PIN_AUTO);
+    assert_int_equal(cfg.pin_http, SVC_PIN_AUTO);
+    assert_int_equal(parse(&cfg, err, "--pin-http", "never", NULL), 0);
+    assert_int_equal(cfg.pin_http, SVC_PIN_NEVER);
+    setenv("MULTIBOX_PIN_HTTP", "always", 1);
+    assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
+    assert_int_equal(cfg.pin_http, SVC_PIN_ALWAYS);
+    assert_int_equal(parse(&cfg, err, "--pin-http=auto", NULL, NULL), 0);
+    assert_int_equal(cfg.pin_http, SVC_PIN_AUTO);
 
     /* A flag overrides its twin, and then the twin is not even parsed. */
     setenv("MULTIBOX_WORKERS", "not-a-number", 1);
@@ -222,6 +230,7 @@ static void test_config_errors(void **state)
         {"--request-timeout", "0"},  {"--request-timeout", "abc"},
         {"--drain-timeout", "-3"},   {"--log-format", "xml"},
         {"--stream-upload", "yes"},   {"--pin-workers", "0"},
+        {"--pin-http", "sometimes"},
         {"--listen", "nohostport"},  {"--bogus", "1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
