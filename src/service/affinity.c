@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include "multibox/multibox.h"
 
@@ -53,18 +54,14 @@ int svc_affinity_set_self(const int *cpus, int n)
 #endif
 }
 
-int svc_affinity_run_pinned(int cpu, int (*start)(void *arg), void *arg)
+int svc_affinity_free_self(void)
 {
 #if defined(__linux__)
-    cpu_set_t before;
-    if (pthread_getaffinity_np(pthread_self(), sizeof before, &before) != 0 ||
-        svc_affinity_set_self(&cpu, 1) != 0)
-        return start(arg);
-    const int rc = start(arg); /* new threads inherit the creator's affinity */
-    pthread_setaffinity_np(pthread_self(), sizeof before, &before);
-    return rc;
+    cpu_set_t set;
+    if (sched_getaffinity(getpid(), sizeof set, &set) != 0)
+        return MBX_E_INTERNAL;
+    return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0 ? 0 : MBX_E_INTERNAL;
 #else
-    (void)cpu;
-    return start(arg);
+    return MBX_E_INTERNAL;
 #endif
 }

@@ -46,11 +46,9 @@ int svc_affinity_wanted(svc_pin_policy p, int workers, int allowed_cpus);
 int svc_affinity_set_self(const int *cpus, int n);
 
 /*
- * Calls start(arg) with the calling thread confined to cpu, so that the
- * threads start creates inherit that CPU, then gives the calling thread
- * back the CPUs it had.  Returns start's result; start is called even if
- * the affinity cannot be changed (then nothing is pinned).
+ * Lets the calling thread run on every CPU the process may use (those of
+ * its main thread); 0, or a negative MBX_E_* code.
  */
-int svc_affinity_run_pinned(int cpu, int (*start)(void *arg), void *arg);
+int svc_affinity_free_self(void);
 
 #endif

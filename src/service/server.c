@@ -73,7 +73,13 @@ struct svc_server {
     int port;
     atomic_llong in_flight;
     atomic_ullong adopt_grace_until_ns; /* see svc_server_in_flight; 0: none */
-    int http_cpu; /* HTTP thread only: the CPU it is kept on, -1: none */
+    /* HTTP thread only (place_http_thread). */
+    int http_cpu;                /* the CPU it is kept on; -1: not kept (--pin-http) */
+    int http_placed;             /* 1 once it has been put on http_cpu */
+    int http_free;               /* 1: left to the scheduler until http_free_until_ns */
+    uint64_t http_free_until_ns;
+    int http_schedstat_fd;       /* its /proc/thread-self/schedstat; -1: not yet open */
+    uint64_t http_look_ns, http_waited_ns; /* at the last look: time, run-queue wait */
 
     /* Header watchdog.  The list holds every open connection; mu guards it
      * and the tracks' fields.  libmicrohttpd closes a socket only after
@@ -237,34 +243,99 @@ static enum MHD_Result respond_if_ready(svc_request *r)
 }
 
 /*
- * HTTP thread, when pinned (--pin-http): moves to the other of its two CPUs
- * if conn's packets are taken on the one it is on.  For a local client that
- * is the client's own CPU (loopback packets are processed by the sender),
- * and a client and the thread reading its upload, waking each other, were
- * otherwise often left taking turns on one CPU (affinity.h).  Only while
- * the request is alone on the server: under load the moves would chase
- * many clients.
+ * A kept HTTP thread that waited on its CPU's run queue for more than this
+ * share of the time between two looks, with its client elsewhere, shares
+ * that CPU with another busy process: it is then left to the scheduler for
+ * HTTP_FREE_NS.  (A busy loop on that CPU made batch-32 answers 1.6x
+ * slower; with this, 0.94 to 1.13x the time of a thread never kept.  Kept
+ * again sooner, after 1 s or at every request, 1.2 to 1.3x: each such
+ * request is read beside the loop until the next look.)
  */
-static void keep_off_client_cpu(svc_server *s, struct MHD_Connection *conn)
+#define HTTP_CONTENDED_SHARE 0.25
+#define HTTP_FREE_NS ((uint64_t)2000 * 1000000u)
+
+/* The CPU on which conn's last packets were taken, or -1. */
+static int client_cpu(struct MHD_Connection *conn)
 {
+    int cpu = -1;
 #ifdef SO_INCOMING_CPU
-    if (s->http_cpu < 0 || atomic_load(&s->in_flight) != 1)
-        return;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int cpu = -1;
     socklen_t len = sizeof cpu;
-    if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0 ||
-        cpu != s->http_cpu)
-        return;
-    const int *two = s->app->http_cpus;
-    const int other = two[0] == cpu ? two[1] : two[0];
-    if (other != cpu && svc_affinity_set_self(&other, 1) == 0)
-        s->http_cpu = other;
+    if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &len) != 0)
+        cpu = -1;
 #else
-    (void)s;
     (void)conn;
 #endif
+    return cpu;
+}
+
+/* HTTP thread: the time it has spent waiting on a run queue (schedstat), 0 if unknown. */
+static uint64_t http_run_queue_wait_ns(svc_server *s)
+{
+    if (s->http_schedstat_fd == -1) { /* -2: tried, not there */
+        s->http_schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        if (s->http_schedstat_fd < 0)
+            s->http_schedstat_fd = -2;
+    }
+    char text[96];
+    ssize_t n = s->http_schedstat_fd >= 0 ? pread(s->http_schedstat_fd, text, sizeof text - 1, 0)
+                                          : -1;
+    if (n <= 0)
+        return 0;
+    text[n] = '\0';
+    unsigned long long run, wait;
+    return sscanf(text, "%llu %llu", &run, &wait) == 2 ? (uint64_t)wait : 0;
+}
+
+/*
+ * HTTP thread, when kept on a CPU (--pin-http), at a request's headers
+ * (start 1) and at each MiB of its body, while the request is alone on the
+ * server (under load the moves would chase many clients):
+ *  - it moves to the other of its two CPUs when conn's packets are taken on
+ *    the one it is on.  For a local client that is the client's own CPU
+ *    (loopback packets are processed by the sender), and a client and the
+ *    thread reading its upload, waking each other, were otherwise often left
+ *    taking turns on one CPU (affinity.h);
+ *  - it lets the scheduler place it for HTTP_FREE_NS when it waited for its
+ *    CPU (HTTP_CONTENDED_SHARE) with the client elsewhere; the first
+ *    request after that starts on that CPU again.
+ */
+static void place_http_thread(svc_server *s, struct MHD_Connection *conn, int start)
+{
+    if (s->http_cpu < 0)
+        return;
+    if (!s->http_placed) { /* libmicrohttpd's thread, at its first request */
+        s->http_placed = 1;
+        if (svc_affinity_set_self(&s->http_cpu, 1) != 0) {
+            s->http_cpu = -1;
+            return;
+        }
+    }
+    if (atomic_load(&s->in_flight) != 1)
+        return;
+    const uint64_t now = svc_now_ns(), waited = http_run_queue_wait_ns(s);
+    const double share = waited >= s->http_waited_ns && now > s->http_look_ns
+                             ? (double)(waited - s->http_waited_ns) / (double)(now - s->http_look_ns)
+                             : 0;
+    s->http_look_ns = now;
+    s->http_waited_ns = waited;
+    if (s->http_free) {
+        if (!start || now < s->http_free_until_ns ||
+            svc_affinity_set_self(&s->http_cpu, 1) != 0)
+            return;
+        s->http_free = 0;
+    }
+    const int cpu = client_cpu(conn);
+    if (cpu == s->http_cpu) {
+        const int *two = s->app->http_cpus;
+        const int other = two[0] == cpu ? two[1] : two[0];
+        if (other != cpu && svc_affinity_set_self(&other, 1) == 0)
+            s->http_cpu = other;
+    } else if (!start && share > HTTP_CONTENDED_SHARE && svc_affinity_free_self() == 0) {
+        s->http_free = 1;
+        s->http_free_until_ns = now + HTTP_FREE_NS;
+    }
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -284,14 +355,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *con_cls = r;
         r->in_flight = 1;
         atomic_fetch_add(&s->in_flight, 1);
-        keep_off_client_cpu(s, conn);
+        place_http_thread(s, conn, 1);
         svc_request_begin(r);
         return respond_if_ready(r);
     }
     if (*upload_data_size > 0) {
-        /* At each MiB of a body: the scheduler may have put the client here since. */
+        /* At each MiB of a body: the client may have come here since, or another process. */
         if ((r->bytes_in ^ (r->bytes_in + *upload_data_size)) >> 20)
-            keep_off_client_cpu(s, conn);
+            place_http_thread(s, conn, 0);
         svc_request_data(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return respond_if_ready(r);
@@ -371,27 +442,12 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 /* Frees s once no thread uses it (its daemon stopped or never started). */
 static void server_free(svc_server *s)
 {
+    if (s->http_schedstat_fd >= 0)
+        close(s->http_schedstat_fd);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->log_mu);
     free(s);
-}
-
-typedef struct daemon_start {
-    svc_server *s;
-    unsigned int flags;
-    struct MHD_OptionItem *opts;
-} daemon_start;
-
-/* Starts libmicrohttpd and its thread; for svc_affinity_run_pinned. */
-static int start_daemon(void *arg)
-{
-    daemon_start *d = arg;
-    /* MHD_OPTION_ARRAY: a callback goes in `value` (cast to intptr_t) with
-     * its closure in `ptr_value`; a lone pointer goes in `ptr_value`. */
-    d->s->daemon = MHD_start_daemon(d->flags, 0, NULL, NULL, on_access, d->s, MHD_OPTION_ARRAY,
-                                    d->opts, MHD_OPTION_END);
-    return d->s->daemon ? 0 : -1;
 }
 
 int svc_server_start(svc_server **out, svc_app *app)
@@ -405,6 +461,7 @@ int svc_server_start(svc_server **out, svc_app *app)
     }
     s->app = app;
     s->quiesced_fd = MHD_INVALID_SOCKET;
+    s->http_schedstat_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->log_mu, NULL);
     pthread_condattr_t ca;
@@ -459,12 +516,11 @@ int svc_server_start(svc_server **out, svc_app *app)
     }
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
-    daemon_start start = {s, flags, opts};
+    /* MHD_OPTION_ARRAY: a callback goes in `value` (cast to intptr_t) with
+     * its closure in `ptr_value`; a lone pointer goes in `ptr_value`. */
     s->http_cpu = app->http_cpus[0];
-    if (s->http_cpu >= 0)
-        svc_affinity_run_pinned(s->http_cpu, start_daemon, &start);
-    else
-        start_daemon(&start);
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
+                                 MHD_OPTION_END);
     freeaddrinfo(res);
     if (!s->daemon) {
         svc_log_error("cannot listen on %s:%d (address in use or not available%s?)",

@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -540,9 +542,10 @@ static void run_on(int cpu, const cpu_set_t *all)
 }
 
 /*
- * --pin-http: with always, one thread (the HTTP thread: the workers are left
- * free here) is kept on the CPU the start-up line names, the last allowed
- * one; a request sent from that CPU moves it to the next to last (loopback
+ * --pin-http: with always, after a first request (sent from the next to
+ * last allowed CPU) one thread, the HTTP thread (the workers are left free
+ * here), is kept on the CPU the start-up line names, the last allowed one;
+ * a request sent from that CPU moves it to the next to last (loopback
  * packets are taken on the sender's CPU: the thread keeps off its local
  * client's), and one sent from there moves it back.  With never no thread
  * is confined.  Needs two CPUs.
@@ -569,8 +572,15 @@ static void test_pin_http(void **state)
         char want[64];
         snprintf(want, sizeof want, "http_cpu=%d ", m == 0 ? last : -1);
         assert_true(server_wait_log(&s, want, 5));
-        const int from[] = {last, before_last}, then[] = {before_last, last};
-        for (int i = 0; i < 2; i++) {
+        const int from[] = {before_last, last, before_last};
+        const int then[] = {last, before_last, last};
+        for (int i = 0; i < 3; i++) {
+            run_on(from[i], &all);
+            http_resp r;
+            http_get(server_url(&s, "/v2/health/live"), &r);
+            run_on(-1, &all);
+            assert_int_equal(r.status, 200);
+            http_resp_free(&r);
             int cpu = -1;
             const int pinned = single_cpu_threads(s.pid, &cpu);
             if (m == 1) {
@@ -578,20 +588,88 @@ static void test_pin_http(void **state)
                 break;
             }
             assert_int_equal(pinned, 1);
-            assert_int_equal(cpu, from[i]);
-            run_on(from[i], &all);
-            http_resp r;
-            http_get(server_url(&s, "/v2/health/live"), &r);
-            run_on(-1, &all);
-            assert_int_equal(r.status, 200);
-            http_resp_free(&r);
-            assert_int_equal(single_cpu_threads(s.pid, &cpu), 1);
             if (cpu != then[i])
                 fail_msg("a request from CPU %d left the HTTP thread on CPU %d, not %d", from[i],
                          cpu, then[i]);
         }
         assert_int_equal(server_stop(&s, SIGTERM, 30), 0);
     }
+}
+
+/* A child process that keeps cpu busy until killed. */
+static pid_t busy_loop_on(int cpu)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        sched_setaffinity(0, sizeof one, &one);
+        for (volatile unsigned long spin = 0;; spin++)
+            ;
+    }
+    return pid;
+}
+
+/*
+ * --pin-http under contention: with a busy loop on the HTTP thread's CPU
+ * (and the client on the other one), a 16 MiB upload leaves the thread
+ * free to run on every CPU; once the loop is gone and the thread has been
+ * free for 2 s, the next request keeps it on its CPU again.  Needs two
+ * CPUs.
+ */
+static void test_pin_http_contended(void **state)
+{
+    (void)state;
+    cpu_set_t all;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    int last = -1, before_last = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            before_last = last;
+            last = c;
+        }
+    if (before_last < 0)
+        skip();
+    server s;
+    const char *const args[] = {"--workers",  "2",      "--pin-workers", "never",
+                                "--pin-http", "always", NULL};
+    assert_int_equal(server_start(&s, args, NULL, 0), 0);
+    const size_t len = (size_t)16 << 20;
+    char *junk = malloc(len);
+    assert_non_null(junk);
+    memset(junk, ' ', len);
+    run_on(before_last, &all);
+    http_resp r;
+    http_get(server_url(&s, "/v2/health/live"), &r); /* the first request places the thread */
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    int cpu = -1;
+    assert_int_equal(single_cpu_threads(s.pid, &cpu), 1);
+    assert_int_equal(cpu, last);
+
+    pid_t busy = busy_loop_on(last);
+    http_req req = {.method = "POST", .url = server_url(&s, "/v1/loss"),
+                    .content_type = "application/json", .body = junk, .len = len};
+    http_do(&req, &r);
+    assert_true(r.status >= 400 && r.status < 500);
+    http_resp_free(&r);
+    kill(busy, SIGKILL);
+    assert_int_equal(waitpid(busy, NULL, 0), busy);
+    const int kept = single_cpu_threads(s.pid, NULL);
+    if (kept != 0)
+        fail_msg("with its CPU busy, the HTTP thread is still kept on one CPU");
+
+    usleep(2100 * 1000);
+    http_get(server_url(&s, "/v2/health/live"), &r);
+    run_on(-1, &all);
+    assert_int_equal(r.status, 200);
+    http_resp_free(&r);
+    assert_int_equal(single_cpu_threads(s.pid, &cpu), 1);
+    assert_int_equal(cpu, last);
+    free(junk);
+    assert_int_equal(server_stop(&s, SIGTERM, 30), 0);
 }
 
 static void test_help_version(void **state)
@@ -723,6 +801,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_json_log),
         cmocka_unit_test(test_pin_workers),
         cmocka_unit_test(test_pin_http),
+        cmocka_unit_test(test_pin_http_contended),
         cmocka_unit_test(test_help_version),
         cmocka_unit_test(test_invalid_values),
         cmocka_unit_test(test_env_twins),
