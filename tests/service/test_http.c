@@ -531,6 +531,19 @@ static void test_pin_workers(void **state)
     json_decref(golden);
 }
 
+/* The CPUs this process may use (*all), its last and next to last; -1 if fewer than two. */
+static int last_two_cpus(cpu_set_t *all, int *last, int *before_last)
+{
+    assert_int_equal(sched_getaffinity(0, sizeof *all, all), 0);
+    *last = *before_last = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, all)) {
+            *before_last = *last;
+            *last = c;
+        }
+    return *before_last < 0 ? -1 : 0;
+}
+
 /* Keeps the calling thread on cpu alone (or, with cpu < 0, on the CPUs of *all). */
 static void run_on(int cpu, const cpu_set_t *all)
 {
@@ -554,14 +567,8 @@ static void test_pin_http(void **state)
 {
     (void)state;
     cpu_set_t all;
-    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
-    int last = -1, before_last = -1;
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &all)) {
-            before_last = last;
-            last = c;
-        }
-    if (before_last < 0)
+    int last, before_last;
+    if (last_two_cpus(&all, &last, &before_last) != 0)
         skip();
     static const char *const modes[] = {"always", "never"};
     for (int m = 0; m < 2; m++) {
@@ -623,14 +630,8 @@ static void test_pin_http_contended(void **state)
 {
     (void)state;
     cpu_set_t all;
-    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
-    int last = -1, before_last = -1;
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &all)) {
-            before_last = last;
-            last = c;
-        }
-    if (before_last < 0)
+    int last, before_last;
+    if (last_two_cpus(&all, &last, &before_last) != 0)
         skip();
     server s;
     const char *const args[] = {"--workers",  "2",      "--pin-workers", "never",

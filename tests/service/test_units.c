@@ -153,9 +153,19 @@ static void test_config_defaults(void **state)
     assert_int_equal(cfg.log_format, SVC_LOG_TEXT);
     assert_int_equal(cfg.stream_upload, SVC_STREAM_AUTO);
     assert_int_equal(cfg.pin_workers, SVC_PIN_AUTO);
+    assert_int_equal(cfg.pin_http, SVC_PIN_AUTO);
     assert_int_equal(cfg.help, 0);
     assert_int_equal(cfg.version, 0);
     assert_string_equal(cfg.probe_url, "");
+}
+
+/*
+ * The value of cfg's k-th auto|always|never option (--stream-upload,
+ * --pin-workers, --pin-http): 0 auto, 1 always, 2 never in each enum.
+ */
+static int tri_value(const svc_config *cfg, int k)
+{
+    return k == 0 ? (int)cfg->stream_upload : k == 1 ? (int)cfg->pin_workers : (int)cfg->pin_http;
 }
 
 static void test_config_flags_and_env(void **state)
@@ -180,28 +190,22 @@ static void test_config_flags_and_env(void **state)
     assert_int_equal(cfg.log_format, SVC_LOG_JSON);
     assert_string_equal(cfg.listen_host, "127.0.0.1");
     assert_int_equal(cfg.listen_port, 0);
-    assert_int_equal(parse(&cfg, err, "--stream-upload", "always", NULL), 0);
-    assert_int_equal(cfg.stream_upload, SVC_STREAM_ALWAYS);
-    setenv("MULTIBOX_STREAM_UPLOAD", "never", 1);
-    assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
-    assert_int_equal(cfg.stream_upload, SVC_STREAM_NEVER);
-    assert_int_equal(parse(&cfg, err, "--stream-upload=auto", NULL, NULL), 0);
-    assert_int_equal(cfg.stream_upload, SVC_STREAM_AUTO);
-    assert_int_equal(parse(&cfg, err, "--pin-workers", "never", NULL), 0);
-    assert_int_equal(cfg.pin_workers, SVC_PIN_NEVER);
-    setenv("MULTIBOX_PIN_WORKERS", "always", 1);
-    assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
-    assert_int_equal(cfg.pin_workers, SVC_PIN_ALWAYS);
-    assert_int_equal(parse(&cfg, err, "--pin-workers=auto", NULL, NULL), 0);
-    assert_int_equal(cfg.pin_workers, SVC_PIN_AUTO);
-    assert_int_equal(cfg.pin_http, SVC_PIN_AUTO);
-    assert_int_equal(parse(&cfg, err, "--pin-http", "never", NULL), 0);
-    assert_int_equal(cfg.pin_http, SVC_PIN_NEVER);
-    setenv("MULTIBOX_PIN_HTTP", "always", 1);
-    assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
-    assert_int_equal(cfg.pin_http, SVC_PIN_ALWAYS);
-    assert_int_equal(parse(&cfg, err, "--pin-http=auto", NULL, NULL), 0);
-    assert_int_equal(cfg.pin_http, SVC_PIN_AUTO);
+    /* The auto|always|never options: by flag, by their twin, by flag=value. */
+    static const char *const tri[][3] = {
+        {"--stream-upload", "MULTIBOX_STREAM_UPLOAD", "--stream-upload=auto"},
+        {"--pin-workers", "MULTIBOX_PIN_WORKERS", "--pin-workers=auto"},
+        {"--pin-http", "MULTIBOX_PIN_HTTP", "--pin-http=auto"}};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(parse(&cfg, err, tri[k][0], "always", NULL), 0);
+        assert_int_equal(tri_value(&cfg, k), SVC_PIN_ALWAYS);
+        setenv(tri[k][1], "never", 1);
+        assert_int_equal(parse(&cfg, err, NULL, NULL, NULL), 0);
+        assert_int_equal(tri_value(&cfg, k), SVC_PIN_NEVER);
+        assert_int_equal(parse(&cfg, err, tri[k][2], NULL, NULL), 0);
+        assert_int_equal(tri_value(&cfg, k), SVC_PIN_AUTO);
+        for (int o = 0; o < 3; o++) /* the others keep their defaults */
+            assert_int_equal(tri_value(&cfg, o), o == k ? SVC_PIN_AUTO : o < k ? SVC_PIN_NEVER : 0);
+    }
 
     /* A flag overrides its twin, and then the twin is not even parsed. */
     setenv("MULTIBOX_WORKERS", "not-a-number", 1);
