@@ -37,7 +37,7 @@ typedef struct svc_app {
 
     /* The CPUs of the HTTP thread (--pin-http), set before the server
      * starts: it starts on the first and may move between the two
-     * (server.c, keep_off_client_cpu); -1: free to run anywhere. */
+     * (server.c, place_http_thread); -1: free to run anywhere. */
     int http_cpus[2];
 } svc_app;
 

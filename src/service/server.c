@@ -314,18 +314,19 @@ static void place_http_thread(svc_server *s, struct MHD_Connection *conn, int st
     }
     if (atomic_load(&s->in_flight) != 1)
         return;
-    const uint64_t now = svc_now_ns(), waited = http_run_queue_wait_ns(s);
-    const double share = waited >= s->http_waited_ns && now > s->http_look_ns
-                             ? (double)(waited - s->http_waited_ns) / (double)(now - s->http_look_ns)
-                             : 0;
-    s->http_look_ns = now;
-    s->http_waited_ns = waited;
-    if (s->http_free) {
+    const uint64_t now = svc_now_ns();
+    if (s->http_free) { /* no look while free: the share is measured from the next keep */
         if (!start || now < s->http_free_until_ns ||
             svc_affinity_set_self(&s->http_cpu, 1) != 0)
             return;
         s->http_free = 0;
     }
+    const uint64_t waited = http_run_queue_wait_ns(s);
+    const double share = waited >= s->http_waited_ns && now > s->http_look_ns
+                             ? (double)(waited - s->http_waited_ns) / (double)(now - s->http_look_ns)
+                             : 0;
+    s->http_look_ns = now;
+    s->http_waited_ns = waited;
     const int cpu = client_cpu(conn);
     if (cpu == s->http_cpu) {
         const int *two = s->app->http_cpus;
@@ -516,9 +517,9 @@ int svc_server_start(svc_server **out, svc_app *app)
     }
     OPT(MHD_OPTION_END, 0, NULL);
 #undef OPT
+    s->http_cpu = app->http_cpus[0]; /* before the HTTP thread exists */
     /* MHD_OPTION_ARRAY: a callback goes in `value` (cast to intptr_t) with
      * its closure in `ptr_value`; a lone pointer goes in `ptr_value`. */
-    s->http_cpu = app->http_cpus[0];
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_ARRAY, opts,
                                  MHD_OPTION_END);
     freeaddrinfo(res);
